@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rseq/rseq.h: restartable sequences, source-compatible with librseq.
+ *
+ * Link with `pkg-config --cflags --libs librseq`. Threads are registered
+ * automatically; critical sections and CPU-number accessors are inline on
+ * x86_64 and aarch64. Define RSEQ_NO_INLINE before including this header
+ * to call the library's exported functions instead (same behaviour).
+ */
+#ifndef _RSEQ_RSEQ_H
+#define _RSEQ_RSEQ_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <rseq/abi.h>
+#include <rseq/arch.h>
+#include <rseq/compiler.h>
+#include <rseq/thread-pointer.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Offset of the calling thread's rseq area from the thread pointer. */
+extern ptrdiff_t rseq_offset;
+/* Size of the active rseq feature set: 0 until a thread registered,
+ * -1U before initialisation and after the library's destructor. */
+extern unsigned int rseq_size;
+/* Flags used at registration (0). */
+extern unsigned int rseq_flags;
+
+/* Library ABI: the cpu-op ownership table the inline sections check
+ * (address of the slot of CPU 0). Not for direct use. */
+extern char *rseq_cpu_op_owners;
+
+enum rseq_mo {
+	RSEQ_MO_RELAXED = 0,
+	RSEQ_MO_CONSUME = 1,	/* Unused */
+	RSEQ_MO_ACQUIRE = 2,	/* Unused */
+	RSEQ_MO_RELEASE = 3,
+	RSEQ_MO_ACQ_REL = 4,	/* Unused */
+	RSEQ_MO_SEQ_CST = 5,	/* Unused */
+};
+
+enum rseq_percpu_mode {
+	RSEQ_PERCPU_CPU_ID = 0,
+	RSEQ_PERCPU_MM_CID = 1,
+};
+
+enum rseq_available_query {
+	RSEQ_AVAILABLE_QUERY_KERNEL = 0,
+	RSEQ_AVAILABLE_QUERY_LIBC = 1,
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#include <rseq/generated/api.h>
+
+/* An operation called with an order or mode its family does not accept. */
+static inline int rseq_invalid_argument(void)
+{
+	errno = EINVAL;
+	return -1;
+}
+
+#include <rseq/generated/sequences.h>
+
+#if defined(RSEQ_NO_INLINE) || !defined(RSEQ_ARCH_HAS_SEQUENCES)
+#include <rseq/generated/inline-api.h>
+#else
+
+/* The calling thread's rseq area. */
+static inline struct rseq_abi *rseq_get_abi(void)
+{
+	return (struct rseq_abi *)((uintptr_t)rseq_thread_pointer() + rseq_offset);
+}
+
+/* cpu_id: the current CPU, or -1 (not registered) / -2 (registration
+ * failed). */
+static inline int32_t rseq_current_cpu_raw(void)
+{
+	if (rseq_unlikely(!rseq_offset))
+		return RSEQ_ABI_CPU_ID_UNINITIALIZED;
+	return (int32_t)RSEQ_READ_ONCE(rseq_get_abi()->cpu_id);
+}
+
+/* cpu_id_start: always a possible CPU (0 when not registered). Pass it to
+ * a critical section, which checks it against cpu_id. */
+static inline uint32_t rseq_cpu_start(void)
+{
+	if (rseq_unlikely(!rseq_offset))
+		return 0;
+	return RSEQ_READ_ONCE(rseq_get_abi()->cpu_id_start);
+}
+
+/* The current CPU, through sched_getcpu() when the thread has no rseq
+ * registration (which it then tries to get). */
+static inline uint32_t rseq_current_cpu(void)
+{
+	int32_t cpu = rseq_current_cpu_raw();
+
+	if (rseq_unlikely(cpu < 0))
+		cpu = rseq_fallback_current_cpu();
+	return (uint32_t)cpu;
+}
+
+static inline bool rseq_node_id_available(void)
+{
+	return (int)rseq_size >= (int)rseq_offsetofend(struct rseq_abi, node_id);
+}
+
+/* NUMA node of the current CPU (when rseq_node_id_available()). */
+static inline uint32_t rseq_current_node_id(void)
+{
+	if (rseq_unlikely(!rseq_offset))
+		return 0;
+	return RSEQ_READ_ONCE(rseq_get_abi()->node_id);
+}
+
+static inline bool rseq_mm_cid_available(void)
+{
+	return (int)rseq_size >= (int)rseq_offsetofend(struct rseq_abi, mm_cid);
+}
+
+/* The thread's memory-map concurrency id (when rseq_mm_cid_available()). */
+static inline uint32_t rseq_current_mm_cid(void)
+{
+	if (rseq_unlikely(!rseq_offset))
+		return 0;
+	return RSEQ_READ_ONCE(rseq_get_abi()->mm_cid);
+}
+
+static inline void rseq_clear_rseq_cs(void)
+{
+	if (rseq_unlikely(!rseq_offset))
+		return;
+	RSEQ_WRITE_ONCE(rseq_get_abi()->rseq_cs.arch.ptr, 0);
+}
+
+/* Call in each thread between its last critical section and the unload of
+ * the code holding that section (or the reuse of JIT memory). */
+static inline void rseq_prepare_unload(void)
+{
+	rseq_clear_rseq_cs();
+}
+
+#endif /* inline API */
+
+#endif /* _RSEQ_RSEQ_H */

@@ -1,0 +1,22 @@
+//! aarch64: the area is addressed as thread pointer + `rseq_offset`.
+
+/// Sequences exist for this architecture.
+pub const SUPPORTED: bool = true;
+
+/// The calling thread's thread pointer (`tpidr_el0`).
+#[inline(always)]
+pub fn thread_pointer() -> *mut u8 {
+    let tp: *mut u8;
+    // SAFETY: reading tpidr_el0 has no side effect and is constant for
+    // the thread's life.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nostack, nomem, preserves_flags, pure));
+    }
+    tp
+}
+
+/// The area operand of a sequence: the address of the area.
+#[inline(always)]
+pub fn area_operand(rseq_offset: isize) -> usize {
+    thread_pointer() as usize + rseq_offset as usize
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The library's own per-thread storage, used when glibc does not own rseq
+ * registration. It is C only because stable Rust cannot choose a TLS model.
+ *
+ * Both variables are initial-exec TLS:
+ *  - the kernel ABI needs the rseq area at the same offset from the thread
+ *    pointer in every thread (that offset is the exported rseq_offset), and
+ *    only static TLS guarantees it, also when the library is dlopen'ed;
+ *  - reaching static TLS never calls __tls_get_addr, so never allocates,
+ *    so the registration code stays async-signal-safe.
+ * The area is kept small (64 bytes, aligned 64) so that glibc's static TLS
+ * surplus can hold it when the library is dlopen'ed; librseq's 1024-byte
+ * aligned area cannot be. Registration only uses more than 32 bytes of it
+ * when the kernel asks for more (see registration.rs).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <rseq/thread-pointer.h>
+
+#define RSEQ_IMPL_AREA_SIZE 64
+
+union rseq_impl_area {
+	unsigned char bytes[RSEQ_IMPL_AREA_SIZE];
+	struct {
+		uint32_t cpu_id_start;
+		uint32_t cpu_id;
+	} head;
+};
+
+/* cpu_id starts at -1 (RSEQ_CPU_ID_UNINITIALIZED): an unregistered thread
+ * must fail every critical section's CPU check. */
+static __thread union rseq_impl_area rseq_impl_area
+	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_SIZE))) = {
+	.head = { .cpu_id_start = 0, .cpu_id = (uint32_t)-1 },
+};
+
+/* Private per-thread registration state (never kernel-owned memory). */
+static __thread uint64_t rseq_impl_thread_state
+	__attribute__((tls_model("initial-exec")));
+
+__attribute__((visibility("hidden")))
+ptrdiff_t rseq_impl_area_offset(void)
+{
+	return (char *)&rseq_impl_area - (char *)rseq_thread_pointer();
+}
+
+__attribute__((visibility("hidden")))
+unsigned int rseq_impl_area_size(void)
+{
+	return sizeof(rseq_impl_area);
+}
+
+__attribute__((visibility("hidden")))
+unsigned int rseq_impl_area_align(void)
+{
+	return __alignof__(rseq_impl_area);
+}
+
+__attribute__((visibility("hidden")))
+uint64_t *rseq_impl_thread_state_ptr(void)
+{
+	return &rseq_impl_thread_state;
+}
+
+/* The thread pointer, for architectures whose Rust code has no inline
+ * assembly of its own (see src/arch/unsupported.rs). */
+__attribute__((visibility("hidden")))
+void *rseq_impl_thread_pointer(void)
+{
+	return rseq_thread_pointer();
+}

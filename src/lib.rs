@@ -1,0 +1,49 @@
+//! Restartable sequences (rseq) for Linux, with a CPU op vector.
+//!
+//! This crate is the implementation of `librseq.so.0`, a drop-in
+//! replacement for the C library librseq and for libcpu-op (the user-space
+//! half of the 2017 "Restartable sequences and CPU op vector" series). It
+//! builds as a C shared library, a static archive and a Rust library.
+//!
+//! The tree follows the architecture:
+//!
+//! - [`abi`]: the kernel ABI (struct layouts, flags, signatures, numbers);
+//! - [`sys`]: thin system-call wrappers;
+//! - [`registration`]: glibc-aware registration of threads, automatic
+//!   registration, and the exported data symbols;
+//! - [`cpu`]: possible CPUs and CPU-number accessors;
+//! - [`arch`]: per-architecture code and the critical sections generated
+//!   from `asm/`;
+//! - [`owner`]: the per-CPU ownership words shared by sections and cpu-ops;
+//! - [`ops`]: the critical-section operations;
+//! - [`cpu_op`]: the CPU op vector engine;
+//! - [`stats`]: slow-path counters;
+//! - `capi`: every exported C function, in one layer.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+// The operations mirror librseq's C signatures, which take up to nine arguments.
+#![allow(clippy::too_many_arguments)]
+
+pub mod abi;
+pub mod arch;
+mod capi;
+pub mod cpu;
+pub mod cpu_op;
+pub mod ops;
+pub mod owner;
+pub mod registration;
+pub mod stats;
+pub mod sys;
+
+/// Generated headers, for the test that keeps the committed copies in
+/// step with the code (`tests/headers.rs`).
+#[doc(hidden)]
+pub mod generated {
+    /// `include/rseq/generated/sequences.h`.
+    pub const SEQUENCES_H: &str = include_str!(concat!(env!("OUT_DIR"), "/sequences.h"));
+    /// `include/rseq/generated/api.h`.
+    pub const API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/api.h"));
+    /// `include/rseq/generated/inline-api.h`.
+    pub const INLINE_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/inline-api.h"));
+}

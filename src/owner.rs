@@ -1,0 +1,122 @@
+//! Per-CPU ownership words: the handshake between critical sections and
+//! the cpu-op engine.
+//!
+//! Every critical section of this library, after checking that it runs on
+//! its CPU (or holds its mm_cid), loads the ownership word of that CPU (or
+//! id) and aborts while it is non-zero. The cpu-op engine sets the word
+//! before touching a CPU's data (see [`crate::cpu_op`] for the argument
+//! that this makes a vector atomic with respect to the sections).
+//!
+//! The words live in one table of cache-line-sized slots, one per possible
+//! CPU, exported to inline C code as the data symbol
+//! `rseq_cpu_op_owners` (the address of slot 0). Each slot holds the word
+//! for CPU `n` and the word for mm_cid `n`; the slot size and the word
+//! offsets are ABI, shared with the generated C header.
+//!
+//! Slots -2 and -1 also exist and are owned forever: a section running in
+//! an unregistered thread (`cpu_id` -1 or -2) that was passed a matching
+//! negative `cpu` reads them and aborts, instead of committing without
+//! the kernel's protection (librseq would commit).
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+/// Size of one slot: two cache lines on every architecture, so that an
+/// adjacent-line prefetcher does not couple two CPUs' words. Like the word
+/// offsets, it comes from `asm/ops.spec`, which the C header shares.
+pub const SLOT_SIZE: usize = crate::arch::seq::OWNER_SLOT_SIZE;
+/// Byte offset of the CPU-number word in a slot.
+pub const CPU_ID_WORD: usize = crate::arch::seq::OWNER_WORD_CPU_ID;
+/// Byte offset of the mm_cid word in a slot.
+pub const MM_CID_WORD: usize = crate::arch::seq::OWNER_WORD_MM_CID;
+/// Value of the words of slots -2 and -1.
+pub const OWNED_FOREVER: u32 = u32::MAX;
+/// Number of slots below slot 0.
+const GUARD_SLOTS: usize = 2;
+/// The table always has at least this many slots, so that a CPU number
+/// beyond a misreported possible-CPU count still lands inside it.
+const MIN_SLOTS: usize = 4096;
+
+/// One slot of the table.
+#[repr(C, align(128))]
+pub struct Slot {
+    /// Ownership word of CPU `n` (0: free).
+    pub cpu_id: AtomicU32,
+    /// Ownership word of mm_cid `n` (0: free).
+    pub mm_cid: AtomicU32,
+    _pad: [u8; SLOT_SIZE - 8],
+}
+
+const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_SIZE);
+const _: () = assert!(core::mem::align_of::<Slot>() == SLOT_SIZE);
+const _: () = assert!(core::mem::offset_of!(Slot, cpu_id) == CPU_ID_WORD);
+const _: () = assert!(core::mem::offset_of!(Slot, mm_cid) == MM_CID_WORD);
+
+/// Address of slot 0 of the ownership table (NULL before initialisation).
+/// Inline critical sections compute `&rseq_cpu_op_owners[cpu]` from it.
+#[no_mangle]
+pub static rseq_cpu_op_owners: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Number of usable slots (indices `0..CAPACITY`).
+static CAPACITY: AtomicU32 = AtomicU32::new(0);
+
+/// Allocates the table. Called once, from the library's initialisation,
+/// before `rseq_offset` is published (sections read the table only after
+/// finding `rseq_offset` non-zero).
+pub(crate) fn init() {
+    let slots = crate::cpu::possible().len().max(MIN_SLOTS);
+    let bytes = (slots + GUARD_SLOTS) * SLOT_SIZE;
+    // SAFETY: an anonymous private mapping; no existing memory is touched.
+    // MAP_NORESERVE: only the pages of slots actually used are committed.
+    let base = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        // No section may run without the table, and a library that
+        // cannot map 1 MiB at load has nothing better to do.
+        std::process::abort();
+    }
+    let slot0 = base.cast::<Slot>().wrapping_add(GUARD_SLOTS);
+    for guard in 1..=GUARD_SLOTS {
+        // SAFETY: the guard slots are inside the mapping just created.
+        let s = unsafe { &*slot0.wrapping_sub(guard) };
+        s.cpu_id.store(OWNED_FOREVER, Ordering::Relaxed);
+        s.mm_cid.store(OWNED_FOREVER, Ordering::Relaxed);
+    }
+    CAPACITY.store(slots as u32, Ordering::Relaxed);
+    rseq_cpu_op_owners.store(slot0, Ordering::Release);
+}
+
+/// The word a critical section for `cpu` checks, in CPU-number mode
+/// (`mm_cid == false`) or mm_cid mode. Pure address arithmetic: the
+/// section itself loads it, and only after checking that `cpu` is the
+/// number the kernel gave it (so in `-2..capacity`).
+#[inline(always)]
+pub fn word_address(cpu: i32, mm_cid: bool) -> *const u32 {
+    let base = rseq_cpu_op_owners.load(Ordering::Relaxed).cast::<u8>();
+    let word = if mm_cid { MM_CID_WORD } else { CPU_ID_WORD };
+    base.wrapping_offset(cpu as isize * SLOT_SIZE as isize + word as isize)
+        .cast()
+}
+
+/// The slot of index `n`, when `n` is inside the table.
+pub fn slot(n: i32) -> Option<&'static Slot> {
+    let base = rseq_cpu_op_owners.load(Ordering::Acquire);
+    if base.is_null() || n < 0 || n as u32 >= CAPACITY.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: `n` is inside the mapping, which is never unmapped.
+    Some(unsafe { &*base.add(n as usize) })
+}
+
+/// The slots of every possible CPU, for operations that must visit each
+/// one (fork).
+pub fn possible_slots() -> impl Iterator<Item = &'static Slot> {
+    (0..crate::cpu::possible().len() as i32).filter_map(slot)
+}

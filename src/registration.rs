@@ -1,0 +1,488 @@
+//! Registration of threads with the kernel.
+//!
+//! # Who owns registration
+//!
+//! A thread can have one rseq area registered, and glibc 2.35+ registers
+//! one for every thread it creates. At initialisation the library looks up
+//! glibc's `__rseq_offset`, `__rseq_size` and `__rseq_flags` at run time
+//! (no link-time dependency on a glibc version): when all three exist and
+//! `__rseq_size` is not 0, glibc owns registration and the library uses
+//! glibc's area. Otherwise (older glibc, another libc, or
+//! `GLIBC_TUNABLES=glibc.pthread.rseq=0`) the library owns registration
+//! and registers its own area, an initial-exec TLS block defined in
+//! `area.c`.
+//!
+//! # The exported data symbols
+//!
+//! `rseq_offset`, `rseq_size` and `rseq_flags` take exactly the values
+//! librseq gives them, in every state:
+//!
+//! | state | offset | size | flags |
+//! |---|---|---|---|
+//! | before initialisation | 0 | `u32::MAX` | 0 |
+//! | glibc owns, `__rseq_size` 20 or 32 | glibc's | min(32, kernel feature size) | glibc's |
+//! | glibc owns, other `__rseq_size` | glibc's | glibc's | glibc's |
+//! | library owns, no thread registered yet | ours | 0 | 0 |
+//! | library owns, a thread registered | ours | kernel feature size | 0 |
+//! | after the library's destructor (library owned) | 0 | `u32::MAX` | 0 |
+//!
+//! # Automatic registration
+//!
+//! When the library owns registration, every thread that uses it gets
+//! registered without calling anything: the thread that loads the library
+//! in the constructor, every other thread on its first slow path (a
+//! critical section that aborts because the thread is not registered, a
+//! CPU-number query that finds no CPU, or an explicit register call). A
+//! thread-specific-data destructor unregisters the thread when it exits,
+//! so the kernel never writes into a freed TLS block. Explicit
+//! register/unregister calls nest on top of that (see
+//! [`register_current_thread`]).
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+use std::sync::Once;
+
+use crate::abi;
+use crate::arch;
+use crate::sys::{self, Errno};
+
+/// Offset of the calling thread's rseq area from the thread pointer
+/// (librseq's `rseq_offset`); inline critical sections read it on every
+/// operation.
+#[no_mangle]
+pub static rseq_offset: AtomicIsize = AtomicIsize::new(0);
+
+/// Size of the active rseq feature set (librseq's `rseq_size`): 0 while no
+/// registration succeeded, `u32::MAX` before initialisation and after the
+/// destructor.
+#[no_mangle]
+pub static rseq_size: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Flags used at registration (librseq's `rseq_flags`); always 0.
+#[no_mangle]
+pub static rseq_flags: AtomicU32 = AtomicU32::new(0);
+
+/// Who registers threads with the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Owner {
+    /// The library is not initialised yet.
+    Uninit = 0,
+    /// glibc registers every thread; the library only uses its area.
+    Libc = 1,
+    /// The library registers threads itself, in its own area.
+    Library = 2,
+    /// The library's destructor has run (it owned registration before).
+    Finished = 3,
+}
+
+static OWNER: AtomicU8 = AtomicU8::new(Owner::Uninit as u8);
+static INIT: Once = Once::new();
+/// Length passed to `rseq()` for the library's own area.
+static REGISTER_LEN: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_ALLOC_SIZE);
+/// `rseq_size` once a thread has registered the library's own area.
+static REGISTERED_SIZE: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_FEATURE_SIZE);
+/// Key whose destructor unregisters exiting threads (`u32::MAX`: none).
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+extern "C" {
+    fn rseq_impl_area_offset() -> isize;
+    fn rseq_impl_area_size() -> u32;
+    fn rseq_impl_area_align() -> u32;
+    fn rseq_impl_thread_state_ptr() -> *mut u64;
+}
+
+/// Who currently owns registration.
+#[inline]
+pub fn owner() -> Owner {
+    match OWNER.load(Ordering::Acquire) {
+        1 => Owner::Libc,
+        2 => Owner::Library,
+        3 => Owner::Finished,
+        _ => Owner::Uninit,
+    }
+}
+
+/// The current value of `rseq_size`.
+#[inline]
+pub fn active_size() -> u32 {
+    rseq_size.load(Ordering::Relaxed)
+}
+
+/// Address of the calling thread's rseq area (glibc's or the library's),
+/// or `None` before initialisation and after the destructor.
+#[inline]
+pub fn area() -> Option<*mut abi::Rseq> {
+    let offset = rseq_offset.load(Ordering::Relaxed);
+    if offset == 0 {
+        return None;
+    }
+    Some(arch::thread_pointer().wrapping_offset(offset).cast())
+}
+
+/// The kernel's rseq feature size (`AT_RSEQ_FEATURE_SIZE`, 20 on kernels
+/// that predate the auxiliary-vector entry).
+pub fn kernel_feature_size() -> u32 {
+    match sys::getauxval(abi::AT_RSEQ_FEATURE_SIZE) {
+        0 => abi::ORIG_RSEQ_FEATURE_SIZE,
+        n => n as u32,
+    }
+}
+
+/// The kernel's required area alignment (`AT_RSEQ_ALIGN`, 32 before the
+/// auxiliary-vector entry existed).
+pub fn kernel_area_align() -> u32 {
+    match sys::getauxval(abi::AT_RSEQ_ALIGN) {
+        0 => abi::ORIG_RSEQ_ALLOC_SIZE,
+        n => n as u32,
+    }
+}
+
+/// What glibc says about its own registration.
+struct LibcRseq {
+    offset: isize,
+    size: u32,
+    flags: u32,
+}
+
+/// Looks glibc's registration symbols up at run time. `None` when this
+/// libc has none of them, or reports size 0 (registration disabled or
+/// refused).
+fn libc_rseq() -> Option<LibcRseq> {
+    fn lookup(name: &core::ffi::CStr) -> *const c_void {
+        // SAFETY: `name` is NUL-terminated; dlsym only reads it.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+    }
+    let offset = lookup(c"__rseq_offset").cast::<isize>();
+    let size = lookup(c"__rseq_size").cast::<u32>();
+    let flags = lookup(c"__rseq_flags").cast::<u32>();
+    if offset.is_null() || size.is_null() || flags.is_null() {
+        return None;
+    }
+    // SAFETY: the three symbols are glibc's read-only data objects of the
+    // types documented in <sys/rseq.h>, written once before main().
+    let (offset, size, flags) = unsafe { (*offset, *size, *flags) };
+    if size == 0 {
+        return None;
+    }
+    Some(LibcRseq {
+        offset,
+        size,
+        flags,
+    })
+}
+
+/// Initialises the library once; cheap after the first call, safe to call
+/// from any thread and from the constructor.
+#[inline]
+pub fn init() {
+    if !INIT.is_completed() {
+        INIT.call_once(init_once);
+    }
+}
+
+fn init_once() {
+    crate::cpu::possible();
+    crate::owner::init();
+    match libc_rseq() {
+        Some(libc) => {
+            // glibc up to 2.40 reports 32 (or 20) whatever the kernel
+            // fills in; librseq then uses min(32, kernel feature size).
+            let size = match libc.size {
+                abi::ORIG_RSEQ_FEATURE_SIZE | abi::ORIG_RSEQ_ALLOC_SIZE => {
+                    kernel_feature_size().min(abi::ORIG_RSEQ_ALLOC_SIZE)
+                }
+                other => other,
+            };
+            rseq_flags.store(libc.flags, Ordering::Relaxed);
+            rseq_size.store(size, Ordering::Relaxed);
+            OWNER.store(Owner::Libc as u8, Ordering::Release);
+            rseq_offset.store(libc.offset, Ordering::Release);
+        }
+        None => {
+            // SAFETY: plain accessors of area.c without preconditions.
+            let (offset, area_size, area_align) = unsafe {
+                (
+                    rseq_impl_area_offset(),
+                    rseq_impl_area_size(),
+                    rseq_impl_area_align(),
+                )
+            };
+            let feature = kernel_feature_size();
+            // Register the whole feature set when the area can hold it;
+            // else fall back to the original 32-byte registration, which
+            // every kernel accepts (and which then bounds the features).
+            let len = if feature <= area_size && kernel_area_align() <= area_align {
+                feature.max(abi::ORIG_RSEQ_ALLOC_SIZE)
+            } else {
+                abi::ORIG_RSEQ_ALLOC_SIZE
+            };
+            REGISTER_LEN.store(len, Ordering::Relaxed);
+            REGISTERED_SIZE.store(feature.min(len), Ordering::Relaxed);
+            create_exit_key();
+            rseq_flags.store(0, Ordering::Relaxed);
+            rseq_size.store(0, Ordering::Relaxed);
+            OWNER.store(Owner::Library as u8, Ordering::Release);
+            rseq_offset.store(offset, Ordering::Release);
+        }
+    }
+    crate::cpu_op::on_init();
+}
+
+fn create_exit_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; `thread_exit` has the
+    // destructor signature pthread expects and never unwinds.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+        EXIT_KEY.store(key, Ordering::Release);
+    }
+}
+
+/// The library's constructor: initialise, then register the loading
+/// thread when the library owns registration.
+#[ctor::ctor(unsafe)]
+fn load() {
+    init();
+    if owner() == Owner::Library {
+        let _ = register_thread(false);
+    }
+}
+
+/// The library's destructor, as librseq's: when the library owned
+/// registration, the data symbols return to their uninitialised values.
+extern "C" fn unload() {
+    if OWNER
+        .compare_exchange(
+            Owner::Library as u8,
+            Owner::Finished as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        rseq_offset.store(0, Ordering::Release);
+        rseq_size.store(u32::MAX, Ordering::Release);
+    }
+}
+
+// ctor 1.0 moved destructors to a separate crate; one `.fini_array` entry
+// is all the library needs.
+#[used]
+#[link_section = ".fini_array"]
+static UNLOAD: extern "C" fn() = unload;
+
+/// Per-thread registration state, kept in the library's own static TLS
+/// (never in kernel-owned fields of the area).
+struct ThreadState(*mut u64);
+
+const REFS_MASK: u64 = 0xffff_ffff;
+const EXIT_HOOK_ARMED: u64 = 1 << 32;
+
+impl ThreadState {
+    fn current() -> ThreadState {
+        // SAFETY: plain accessor of area.c; the pointer is the calling
+        // thread's initial-exec TLS word, valid for the thread's life.
+        ThreadState(unsafe { rseq_impl_thread_state_ptr() })
+    }
+    fn get(&self) -> u64 {
+        // SAFETY: only the owning thread touches its state word; signals
+        // are blocked around every update.
+        unsafe { *self.0 }
+    }
+    fn set(&self, v: u64) {
+        // SAFETY: as in `get`.
+        unsafe { *self.0 = v }
+    }
+    fn refs(&self) -> u32 {
+        (self.get() & REFS_MASK) as u32
+    }
+    fn set_refs(&self, refs: u32) {
+        self.set((self.get() & !REFS_MASK) | u64::from(refs));
+    }
+}
+
+/// Runs `f` with every signal blocked, so that a signal handler that uses
+/// rseq never observes a half-done registration change.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    let old = sys::block_all_signals();
+    let r = f();
+    sys::restore_sigmask(&old);
+    r
+}
+
+/// The library's own area of the calling thread.
+fn own_area() -> *mut abi::Rseq {
+    // SAFETY: plain accessor of area.c.
+    arch::thread_pointer()
+        .wrapping_offset(unsafe { rseq_impl_area_offset() })
+        .cast()
+}
+
+fn own_cpu_id() -> i32 {
+    // SAFETY: the library's own area is valid static TLS of this thread;
+    // the kernel writes it only from this thread's context.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*own_area()).cpu_id)) as i32 }
+}
+
+fn sys_register(flags: i32) -> sys::Result<()> {
+    if !arch::SUPPORTED {
+        return Err(Errno(libc::ENOSYS));
+    }
+    // SAFETY: the area is this thread's static TLS, valid until the thread
+    // exits; the exit hook unregisters it before the TLS is freed.
+    unsafe {
+        sys::rseq(
+            own_area(),
+            REGISTER_LEN.load(Ordering::Relaxed),
+            flags,
+            abi::RSEQ_SIG,
+        )
+    }
+}
+
+/// Registers the calling thread's own area (signals must be blocked).
+fn register_own_area(explicit: bool) -> sys::Result<()> {
+    if own_cpu_id() >= 0 {
+        return Ok(());
+    }
+    match sys_register(0) {
+        Ok(()) | Err(Errno(libc::EBUSY)) => {
+            let _ = rseq_size.compare_exchange(
+                0,
+                REGISTERED_SIZE.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            arm_exit_hook();
+            Ok(())
+        }
+        Err(e) => {
+            // Mark the failure as glibc does, so that the slow path does
+            // not retry the system call on every abort.
+            // SAFETY: the registration failed: the kernel does not own the
+            // area, this thread may write it.
+            unsafe {
+                core::ptr::write_volatile(
+                    core::ptr::addr_of_mut!((*own_area()).cpu_id),
+                    abi::CPU_ID_REGISTRATION_FAILED as u32,
+                )
+            };
+            let size = rseq_size.load(Ordering::Relaxed);
+            if explicit && size != 0 && size != u32::MAX {
+                // librseq: after one thread registered, a failure in
+                // another is an incoherent state of the process.
+                std::process::abort();
+            }
+            Err(e)
+        }
+    }
+}
+
+fn arm_exit_hook() {
+    let state = ThreadState::current();
+    if state.get() & EXIT_HOOK_ARMED != 0 {
+        return;
+    }
+    let key = EXIT_KEY.load(Ordering::Acquire);
+    if key == u32::MAX {
+        return;
+    }
+    // SAFETY: `key` was created by pthread_key_create; the value is only
+    // a non-NULL marker, never dereferenced.
+    if unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) } == 0 {
+        state.set(state.get() | EXIT_HOOK_ARMED);
+    }
+}
+
+/// Thread-exit destructor: unregister before glibc frees the TLS block.
+extern "C" fn thread_exit(_: *mut c_void) {
+    with_signals_blocked(|| {
+        let state = ThreadState::current();
+        state.set(0);
+        if owner() == Owner::Library && own_cpu_id() >= 0 {
+            let _ = sys_register(abi::RSEQ_FLAG_UNREGISTER);
+        }
+    });
+}
+
+fn register_thread(explicit: bool) -> sys::Result<()> {
+    with_signals_blocked(|| {
+        let r = register_own_area(explicit);
+        if r.is_ok() && explicit {
+            let state = ThreadState::current();
+            state.set_refs(state.refs().saturating_add(1));
+        }
+        r
+    })
+}
+
+/// Registers the calling thread (librseq's `rseq_register_current_thread`).
+///
+/// When glibc owns registration this succeeds without a system call.
+/// Otherwise it makes sure the thread is registered (a thread registered
+/// automatically, or by an earlier call, is not registered again, and
+/// this is no error) and counts one explicit reference, which
+/// [`unregister_current_thread`] drops. As in librseq, a failure after
+/// another thread of the process registered successfully aborts the
+/// process: the process would otherwise run with incoherent rseq support.
+pub fn register_current_thread() -> sys::Result<()> {
+    init();
+    if owner() != Owner::Library {
+        return Ok(());
+    }
+    register_thread(true)
+}
+
+/// Unregisters the calling thread (librseq's
+/// `rseq_unregister_current_thread`).
+///
+/// When glibc owns registration this is a no-op. Otherwise it drops one
+/// explicit reference and unregisters the thread when none is left (as
+/// the 2017 library's refcount did). A thread unregistered this way is
+/// registered again automatically the next time it needs rseq.
+pub fn unregister_current_thread() -> sys::Result<()> {
+    init();
+    if owner() != Owner::Library {
+        return Ok(());
+    }
+    with_signals_blocked(|| {
+        let state = ThreadState::current();
+        let refs = state.refs();
+        if refs > 1 {
+            state.set_refs(refs - 1);
+            return Ok(());
+        }
+        state.set_refs(0);
+        sys_register(abi::RSEQ_FLAG_UNREGISTER)
+    })
+}
+
+/// The slow path every fast path takes when it fails: registers the
+/// calling thread automatically if the library owns registration and the
+/// thread never registered (or unregistered). Async-signal-safe.
+#[cold]
+pub fn on_slow_path() {
+    init();
+    if owner() == Owner::Library && own_cpu_id() == abi::CPU_ID_UNINITIALIZED {
+        let _ = register_thread(false);
+    }
+}
+
+/// Whether the calling thread currently has a working registration.
+pub fn current_thread_registered() -> bool {
+    crate::cpu::current_cpu_raw() >= 0
+}
+
+/// Why rseq cannot be used, if it cannot: `rseq(NULL, 0, 0, 0)` answers
+/// EINVAL on a kernel with rseq; ENOSYS (no rseq), EPERM (refused by a
+/// sandbox) or ENOTSUP (no sequences for this architecture) otherwise.
+pub fn kernel_unavailable_reason() -> Option<Errno> {
+    if !arch::SUPPORTED {
+        return Some(Errno(libc::ENOTSUP));
+    }
+    match sys::rseq_probe() {
+        Errno(libc::EINVAL) => None,
+        Errno(0) => Some(Errno(libc::ENOSYS)),
+        e => Some(e),
+    }
+}

@@ -1,0 +1,92 @@
+# librseq (Rust implementation): build, install, test.
+#
+#   make install [PREFIX=/usr/local] [LIBDIR=...] [INCLUDEDIR=...] [DESTDIR=...]
+#   make check        every test: Rust tests, then C tests against a staged install
+#   make bench        the benchmark table (see BENCHMARKS.md)
+#   make headers      refresh the generated headers under include/rseq/generated
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CARGO ?= cargo
+INSTALL ?= install
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOVERSION := 0
+# What a static link of librseq.a needs besides it (rustc --print native-static-libs).
+LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+RELEASE := target/release
+STAGE := $(CURDIR)/build-out/stage
+
+HEADERS := $(wildcard include/rseq/*.h)
+GENERATED_HEADERS := $(wildcard include/rseq/generated/*.h)
+COMPAT_HEADERS := $(wildcard include/rseq/compat/linux/*.h)
+PC_FILES := librseq.pc libcpu-op.pc
+
+.PHONY: all build install uninstall check check-rust check-c check-elf check-cross headers bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release --lib
+
+install: build
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rseq/generated $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 755 $(RELEASE)/librseq.so $(DESTDIR)$(LIBDIR)/librseq.so.$(VERSION)
+	ln -sf librseq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/librseq.so.$(SOVERSION)
+	ln -sf librseq.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/librseq.so
+	$(INSTALL) -m 644 $(RELEASE)/librseq.a $(DESTDIR)$(LIBDIR)/librseq.a
+	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/
+	$(INSTALL) -m 644 $(GENERATED_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/generated/
+	if [ -n "$(COMPAT_HEADERS)" ]; then \
+		$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR)/rseq/compat/linux && \
+		$(INSTALL) -m 644 $(COMPAT_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/compat/linux/; fi
+	for pc in $(PC_FILES); do \
+		[ -f pkgconfig/$$pc.in ] || continue; \
+		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' \
+		    pkgconfig/$$pc.in > $(DESTDIR)$(PKGCONFIGDIR)/$$pc || exit 1; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/librseq.so* $(DESTDIR)$(LIBDIR)/librseq.a
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq
+	for pc in $(PC_FILES); do rm -f $(DESTDIR)$(PKGCONFIGDIR)/$$pc; done
+
+check: check-rust check-c check-elf check-cross
+
+check-rust:
+	$(CARGO) test --all-targets
+
+# Stage an install exactly as users get it, then build and run every C
+# test against it through pkg-config.
+check-c:
+	rm -rf $(STAGE)
+	$(MAKE) install PREFIX=$(STAGE)
+	$(MAKE) -C c-tests check STAGE=$(STAGE)
+
+check-elf:
+	rm -rf $(STAGE)
+	$(MAKE) install PREFIX=$(STAGE)
+	c-tests/elf-check.sh $(STAGE)/lib/librseq.so.$(SOVERSION) c-tests/exported-symbols.txt
+
+# aarch64 must at least build (CI installs the target and the linker).
+check-cross:
+	@if rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu && command -v aarch64-linux-gnu-gcc >/dev/null; then \
+		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+		$(CARGO) build --release --lib --target aarch64-unknown-linux-gnu; \
+	else echo "check-cross: SKIPPED (no aarch64 target or aarch64-linux-gnu-gcc; .ci/run installs them)"; fi
+
+headers:
+	RSEQ_BLESS=1 $(CARGO) test --test headers
+
+bench:
+	$(CARGO) bench --bench ops
+
+clean:
+	$(CARGO) clean
+	rm -rf build-out
+	$(MAKE) -C c-tests clean

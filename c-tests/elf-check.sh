@@ -1,0 +1,46 @@
+#!/bin/sh
+# ELF checks of the built shared library:
+#  - SONAME is librseq.so.0 and the library is marked NODELETE;
+#  - __rseq_cs, __rseq_cs_ptr_array and __rseq_exit_point_array are present
+#    and non-empty (debuggers and binary rewriters read them);
+#  - the exported dynamic symbols are exactly the golden list.
+#
+#   elf-check.sh LIBRARY GOLDEN_LIST
+set -u
+lib=$1
+golden=$2
+n=0 fail=0
+
+check() {
+	n=$((n + 1))
+	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
+}
+
+readelf -d "$lib" | grep -q 'Library soname: \[librseq.so.0\]'
+check $? "SONAME is librseq.so.0"
+readelf -d "$lib" | grep -E 'FLAGS_1' | grep -q NODELETE
+check $? "linked -z nodelete"
+
+for sec in __rseq_cs __rseq_cs_ptr_array __rseq_exit_point_array; do
+	size=$(readelf -W -S "$lib" | awk -v s="$sec" '$2 == s { print $6 } $3 == s { print $7 }' | head -n 1)
+	[ -n "$size" ] && [ "$((0x$size))" -gt 0 ]
+	check $? "section $sec present and non-empty (0x${size:-missing} bytes)"
+done
+
+cs=$(readelf -W -S "$lib" | awk '$2 == "__rseq_cs" { print $6 }')
+ptrs=$(readelf -W -S "$lib" | awk '$2 == "__rseq_cs_ptr_array" { print $6 }')
+[ -n "$cs" ] && [ -n "$ptrs" ] && [ $((0x$cs / 32)) -eq $((0x$ptrs / 8)) ]
+check $? "one __rseq_cs_ptr_array entry per descriptor ($((0x${cs:-0} / 32)) descriptors)"
+
+actual=$(nm -D --defined-only "$lib" | awk '{ print $3 }' | sort)
+expected=$(grep -v '^#' "$golden" | sed '/^$/d' | sort)
+if [ "$actual" = "$expected" ]; then
+	check 0 "exported symbols match $(basename "$golden") ($(printf '%s\n' "$actual" | wc -l) symbols)"
+else
+	check 1 "exported symbols match $(basename "$golden")"
+	printf '%s\n' "$expected" > /tmp/rseq-expected.$$
+	printf '%s\n' "$actual" | diff /tmp/rseq-expected.$$ - | sed 's/^/# /'
+	rm -f /tmp/rseq-expected.$$
+fi
+echo "1..$n"
+exit $fail

@@ -70,3 +70,15 @@ void *rseq_impl_thread_pointer(void)
 {
 	return rseq_thread_pointer();
 }
+
+/* What the calling thread's cpu-op currently holds (0: nothing), so that
+ * a signal handler that interrupted it and asks for the same CPU fails
+ * instead of waiting for itself forever. Static TLS: signal-safe. */
+static __thread uint64_t rseq_impl_cpu_op_marker
+	__attribute__((tls_model("initial-exec")));
+
+__attribute__((visibility("hidden")))
+uint64_t *rseq_impl_cpu_op_marker_ptr(void)
+{
+	return &rseq_impl_cpu_op_marker;
+}

@@ -22,6 +22,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 // The operations mirror librseq's C signatures, which take up to nine arguments.
 #![allow(clippy::too_many_arguments)]
 
@@ -46,4 +47,8 @@ pub mod generated {
     pub const API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/api.h"));
     /// `include/rseq/generated/inline-api.h`.
     pub const INLINE_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/inline-api.h"));
+    /// `include/rseq/generated/cpu-op-api.h`.
+    pub const CPU_OP_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/cpu-op-api.h"));
+    /// `include/rseq/generated/percpu-api.h`.
+    pub const PERCPU_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/percpu-api.h"));
 }

@@ -18,7 +18,9 @@
 //! negative `cpu` reads them and aborts, instead of committing without
 //! the kernel's protection (librseq would commit).
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::ops::PercpuMode;
 
 /// Size of one slot: two cache lines on every architecture, so that an
 /// adjacent-line prefetcher does not couple two CPUs' words. Like the word
@@ -36,14 +38,50 @@ const GUARD_SLOTS: usize = 2;
 /// beyond a misreported possible-CPU count still lands inside it.
 const MIN_SLOTS: usize = 4096;
 
-/// One slot of the table.
+/// Slow-path counters kept per slot (summed by [`crate::stats`]).
+pub const SLOT_COUNTERS: usize = 2 + crate::cpu_op::fence::KINDS;
+/// Counter index: vectors (and helpers) run on this CPU or id.
+pub const COUNT_VECTORS: usize = 0;
+/// Counter index: futex waits for this CPU or id.
+pub const COUNT_WAITS: usize = 1;
+/// Counter index of the first fence kind ([`crate::cpu_op::fence::Fence`]).
+pub const COUNT_FENCES: usize = 2;
+
+/// One slot of the table: the two ownership words (ABI, read by every
+/// section), then what only the cpu-op engine uses. Keeping the holders
+/// and counters in the slot costs no extra cache traffic: the engine owns
+/// this line anyway while it holds a word.
 #[repr(C, align(128))]
 pub struct Slot {
     /// Ownership word of CPU `n` (0: free).
     pub cpu_id: AtomicU32,
     /// Ownership word of mm_cid `n` (0: free).
     pub mm_cid: AtomicU32,
-    _pad: [u8; SLOT_SIZE - 8],
+    /// `pthread_self()` of the holder of `cpu_id` (0: none), for
+    /// debuggers and to refuse a nested acquisition by the same thread.
+    pub cpu_id_holder: AtomicUsize,
+    /// `pthread_self()` of the holder of `mm_cid` (0: none).
+    pub mm_cid_holder: AtomicUsize,
+    /// Slow-path counters of this CPU and id, by `COUNT_*` index.
+    pub counters: [AtomicU64; SLOT_COUNTERS],
+    _pad: [u8; SLOT_SIZE - 24 - 8 * SLOT_COUNTERS],
+}
+
+impl Slot {
+    /// The ownership word and holder of a percpu mode.
+    #[inline]
+    pub fn word(&self, mode: PercpuMode) -> (&AtomicU32, &AtomicUsize) {
+        match mode {
+            PercpuMode::CpuId => (&self.cpu_id, &self.cpu_id_holder),
+            PercpuMode::MmCid => (&self.mm_cid, &self.mm_cid_holder),
+        }
+    }
+
+    /// Adds one to a counter.
+    #[inline]
+    pub fn count(&self, index: usize) {
+        self.counters[index].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_SIZE);

@@ -18,7 +18,9 @@ use crate::sys::Errno;
 
 mod accessors;
 mod cpu;
+mod cpu_op;
 mod ops;
+mod percpu;
 mod thread;
 
 /// Runs `f`; a panic becomes `fail` with errno `ENOTRECOVERABLE`.

@@ -1,0 +1,98 @@
+#!/bin/sh
+# aarch64 smoke test under qemu-user (which has no rseq: every fallback
+# path runs). Builds the aarch64 library (release), compiles
+# c-tests/qemu_smoke.c against it with aarch64-linux-gnu-gcc, with the
+# inline sections and with -DRSEQ_NO_INLINE, and runs each build with
+# glibc's rseq registration on and off (GLIBC_TUNABLES=glibc.pthread.rseq=0)
+# under `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
+#
+# Prints TAP (one test point per run, the program's own TAP indented
+# above it) and exits non-zero when a run fails. Exits 0 with a SKIP
+# message when the cross compiler, the aarch64 sysroot, the Rust aarch64
+# target or qemu-aarch64 is missing.
+#
+#   c-tests/qemu-check.sh        (honours CARGO_TARGET_DIR, else target/)
+set -u
+
+# A relative CARGO_TARGET_DIR is relative to the caller's directory, as
+# for cargo itself.
+target_dir=${CARGO_TARGET_DIR:-}
+case $target_dir in
+"" | /*) ;;
+*) target_dir=$PWD/$target_dir ;;
+esac
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" || exit 1
+target_dir=${target_dir:-$root/target}
+
+triple=aarch64-unknown-linux-gnu
+cc=${AARCH64_CC:-aarch64-linux-gnu-gcc}
+qemu=${QEMU_AARCH64:-qemu-aarch64}
+sysroot=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
+cargo=${CARGO:-cargo}
+
+skip() {
+	echo "1..0 # SKIP $1"
+	exit 0
+}
+
+command -v "$cc" >/dev/null 2>&1 || skip "no $cc (apt-get install gcc-aarch64-linux-gnu)"
+command -v "$qemu" >/dev/null 2>&1 || skip "no $qemu (apt-get install qemu-user)"
+[ -d "$sysroot/lib" ] || skip "no aarch64 sysroot at $sysroot (apt-get install libc6-dev-arm64-cross)"
+command -v "$cargo" >/dev/null 2>&1 || skip "no cargo"
+rust_sysroot=$(rustc --print sysroot 2>/dev/null) || skip "no rustc"
+[ -d "$rust_sysroot/lib/rustlib/$triple" ] || skip "no Rust $triple target (rustup target add $triple)"
+
+release=$target_dir/$triple/release
+out=$target_dir/$triple/qemu-check
+
+rm -rf "$out"
+mkdir -p "$out/lib" || exit 1
+echo "# building the $triple library (release) into $release"
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-$cc} \
+CC_aarch64_unknown_linux_gnu=${CC_aarch64_unknown_linux_gnu:-$cc} \
+CARGO_TARGET_DIR=$target_dir \
+	"$cargo" build --release --lib --target "$triple" >"$out/build.log" 2>&1 || {
+	sed 's/^/# /' "$out/build.log"
+	echo "Bail out! cargo build --target $triple failed"
+	exit 1
+}
+
+# The library's SONAME is librseq.so.0: give the loader that name.
+cp "$release/librseq.so" "$out/lib/librseq.so.0" || exit 1
+
+cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -I include -I c-tests"
+libs="-L $release -lrseq -lpthread"
+for variant in inline noinline; do
+	extra=
+	[ $variant = noinline ] && extra=-DRSEQ_NO_INLINE
+	# shellcheck disable=SC2086 # word splitting of the flags is wanted
+	$cc $cflags $extra -o "$out/qemu_smoke-$variant" c-tests/qemu_smoke.c $libs >"$out/cc.log" 2>&1 || {
+		sed 's/^/# /' "$out/cc.log"
+		echo "Bail out! $cc failed on c-tests/qemu_smoke.c ($variant)"
+		exit 1
+	}
+done
+
+n=0 failed=0
+echo "1..4"
+for variant in inline noinline; do
+	for glibc in on off; do
+		n=$((n + 1))
+		tunables=
+		[ $glibc = off ] && tunables="-E GLIBC_TUNABLES=glibc.pthread.rseq=0"
+		# shellcheck disable=SC2086
+		output=$(timeout 120 "$qemu" -L "$sysroot" -E LD_LIBRARY_PATH="$out/lib" $tunables \
+			"$out/qemu_smoke-$variant" 2>&1)
+		status=$?
+		printf '%s\n' "$output" | sed 's/^/    /'
+		if [ $status -eq 0 ] && ! printf '%s\n' "$output" | grep -q '^not ok'; then
+			echo "ok $n - qemu_smoke $variant, glibc rseq $glibc"
+		else
+			echo "not ok $n - qemu_smoke $variant, glibc rseq $glibc (exit $status)"
+			failed=$((failed + 1))
+		fi
+	done
+done
+[ $failed -eq 0 ] || echo "# $failed of $n runs failed"
+exit $((failed != 0))

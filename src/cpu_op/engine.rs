@@ -1,0 +1,200 @@
+//! Owning a CPU (or mm_cid), and running code while owning it.
+//!
+//! The ownership word of a slot is a futex-based mutex (Drepper's
+//! "mutex 2"): 0 free, [`LOCKED`], or [`CONTENDED`] when a thread may be
+//! sleeping on it. Critical sections only ever test it for non-zero.
+
+use core::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+
+use super::fence as cpu_fence;
+use crate::cpu;
+use crate::ops::PercpuMode;
+use crate::owner::{self, Slot, COUNT_FENCES, COUNT_VECTORS, COUNT_WAITS};
+use crate::registration;
+use crate::sys::{self, Errno};
+
+/// Word value: owned, nobody waits.
+pub const LOCKED: u32 = 1;
+/// Word value: owned, waiters may sleep on the futex.
+pub const CONTENDED: u32 = 2;
+
+extern "C" {
+    fn rseq_impl_cpu_op_marker_ptr() -> *mut u64;
+}
+
+fn self_id() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Takes an ownership word, sleeping on the futex while another thread
+/// holds it.
+fn lock(word: &AtomicU32, holder: &AtomicUsize, slot: &Slot, target: i32) {
+    if word
+        .compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed)
+        .is_err()
+    {
+        let mut c = word.swap(CONTENDED, Ordering::SeqCst);
+        while c != 0 {
+            slot.count(COUNT_WAITS);
+            probe::probe!(cpu_op, wait, target);
+            sys::futex_wait(word, CONTENDED);
+            c = word.swap(CONTENDED, Ordering::SeqCst);
+        }
+    }
+    holder.store(self_id(), Ordering::Relaxed);
+}
+
+/// Releases an ownership word, waking one sleeper if there may be one.
+fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
+    holder.store(0, Ordering::Relaxed);
+    if word.swap(0, Ordering::Release) == CONTENDED {
+        sys::futex_wake(word, 1);
+    }
+}
+
+/// Records, for the calling thread, which target its cpu-op holds; a
+/// nested request for the same target (from a signal handler that
+/// interrupted the holder) fails with EDEADLK instead of sleeping forever.
+struct Marker {
+    cell: *mut u64,
+    previous: u64,
+}
+
+impl Marker {
+    fn enter(target: i32, mode: PercpuMode) -> Result<Marker, Errno> {
+        // SAFETY: the calling thread's static-TLS word, valid for its life.
+        let cell = unsafe { rseq_impl_cpu_op_marker_ptr() };
+        let mine = 1 + ((target as u32 as u64) << 1 | mode as u64);
+        // SAFETY: only this thread (and its signal handlers, which restore
+        // it before returning) touches the cell.
+        let previous = unsafe { cell.read_volatile() };
+        if previous == mine {
+            return Err(Errno(libc::EDEADLK));
+        }
+        // SAFETY: as above.
+        unsafe { cell.write_volatile(mine) };
+        Ok(Marker { cell, previous })
+    }
+
+    /// Whether the calling thread holds any target now.
+    fn active() -> bool {
+        // SAFETY: as in `enter`.
+        unsafe { rseq_impl_cpu_op_marker_ptr().read_volatile() != 0 }
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`.
+        unsafe { self.cell.write_volatile(self.previous) };
+    }
+}
+
+/// The slot of a target, if the target is valid for the mode: a possible
+/// CPU, or an mm_cid below the number of possible CPUs. EINVAL otherwise.
+pub fn target_slot(target: i32, mode: PercpuMode) -> Result<&'static Slot, Errno> {
+    registration::init();
+    let possible = cpu::possible();
+    let valid = match mode {
+        PercpuMode::CpuId => possible.contains(target),
+        PercpuMode::MmCid => target >= 0 && (target as usize) < possible.len(),
+    };
+    if !valid {
+        return Err(Errno(libc::EINVAL));
+    }
+    owner::slot(target).ok_or(Errno(libc::EINVAL))
+}
+
+/// Runs `f` atomically with respect to every critical section of this
+/// library on `target` (a CPU, or an mm_cid in [`PercpuMode::MmCid`]) and
+/// every other cpu-op on it: takes the target's ownership word, fences
+/// the sections that started before, runs `f`, releases the word.
+///
+/// Fails with EINVAL for an invalid target or one that cannot be fenced,
+/// EDEADLK when called from a signal handler that interrupted a cpu-op of
+/// the same thread on the same target.
+pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Result<R, Errno> {
+    let slot = target_slot(target, mode)?;
+    let _marker = Marker::enter(target, mode)?;
+    let (word, holder) = slot.word(mode);
+    lock(word, holder, slot, target);
+    let fenced = cpu_fence::fence(target, mode);
+    let result = match fenced {
+        Ok(kind) => {
+            slot.count(COUNT_FENCES + kind as usize);
+            slot.count(COUNT_VECTORS);
+            probe::probe!(cpu_op, begin, target, mode as u32, kind as u32);
+            let r = f();
+            probe::probe!(cpu_op, end, target);
+            Ok(r)
+        }
+        Err(e) => Err(e),
+    };
+    unlock(word, holder);
+    result
+}
+
+/// Runs `f` with every ownership word of every possible CPU held, so that
+/// no cpu-op is half done while it runs; used around `fork()`.
+fn lock_all() {
+    if Marker::active() {
+        // fork() from a signal handler that interrupted a cpu-op: taking
+        // the words could wait for this very thread. Leave them.
+        return;
+    }
+    for slot in owner::possible_slots() {
+        for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
+            let (word, holder) = slot.word(mode);
+            lock(word, holder, slot, -1);
+        }
+    }
+    LOCKED_FOR_FORK.store(1, Ordering::Relaxed);
+}
+
+static LOCKED_FOR_FORK: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn before_fork() {
+    lock_all();
+}
+
+extern "C" fn after_fork_parent() {
+    if LOCKED_FOR_FORK.swap(0, Ordering::Relaxed) == 0 {
+        return;
+    }
+    for slot in owner::possible_slots() {
+        for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
+            let (word, holder) = slot.word(mode);
+            unlock(word, holder);
+        }
+    }
+}
+
+extern "C" fn after_fork_child() {
+    // The only thread of the child is the one that forked; no vector was
+    // half done (before_fork held every word), and nobody sleeps on them.
+    if LOCKED_FOR_FORK.swap(0, Ordering::Relaxed) != 0 {
+        for slot in owner::possible_slots() {
+            for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
+                let (word, holder) = slot.word(mode);
+                holder.store(0, Ordering::Relaxed);
+                word.store(0, Ordering::Release);
+            }
+        }
+    }
+    cpu_fence::reset_after_fork();
+    fence(Ordering::SeqCst);
+}
+
+/// Installs the fork handlers (once, from the library's initialisation).
+pub(crate) fn install_fork_handlers() {
+    // SAFETY: the handlers are `extern "C"` functions that never unwind
+    // and live as long as the (never unloaded) library.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
+    }
+}

@@ -32,6 +32,18 @@ ptrs=$(readelf -W -S "$lib" | awk '$2 == "__rseq_cs_ptr_array" { print $6 }')
 [ -n "$cs" ] && [ -n "$ptrs" ] && [ $((0x$cs / 32)) -eq $((0x$ptrs / 8)) ]
 check $? "one __rseq_cs_ptr_array entry per descriptor ($((0x${cs:-0} / 32)) descriptors)"
 
+# USDT (SystemTap SDT) probes: what perf, bpftrace and gdb list.
+probes=$(readelf -n "$lib" | awk '/Provider:/ { p = $2 } /Name:/ { print p ":" $2 }' | sort -u)
+for probe in rseq:abort rseq:fallback cpu_op:begin cpu_op:end cpu_op:wait; do
+	printf '%s\n' "$probes" | grep -qx "$probe"
+	check $? "USDT probe $probe present"
+done
+if command -v gdb >/dev/null 2>&1; then
+	n_gdb=$(gdb -batch -ex "info probes" "$lib" 2>/dev/null | grep -cE '^stap +(rseq|cpu_op) ')
+	[ "$n_gdb" -ge 5 ]
+	check $? "gdb lists the probes ($n_gdb probe sites)"
+fi
+
 actual=$(nm -D --defined-only "$lib" | awk '{ print $3 }' | sort)
 expected=$(grep -v '^#' "$golden" | sed '/^$/d' | sort)
 if [ "$actual" = "$expected" ]; then

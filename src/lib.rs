@@ -17,6 +17,7 @@
 //! - [`owner`]: the per-CPU ownership words shared by sections and cpu-ops;
 //! - [`ops`]: the critical-section operations;
 //! - [`cpu_op`]: the CPU op vector engine;
+//! - [`percpu`]: safe per-CPU data structures (a counter);
 //! - [`stats`]: slow-path counters;
 //! - `capi`: every exported C function, in one layer.
 
@@ -33,6 +34,7 @@ pub mod cpu;
 pub mod cpu_op;
 pub mod ops;
 pub mod owner;
+pub mod percpu;
 pub mod registration;
 pub mod stats;
 pub mod sys;

@@ -1,0 +1,213 @@
+//! The Rust API: critical sections, cpu-ops and the per-CPU counter, with
+//! real threads, in both registration modes (the test binary runs itself
+//! again with glibc's registration disabled).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use rseq::cpu_op::{self, CpuOp, OpType};
+use rseq::ops::{self, Error, Mo, PercpuMode};
+use rseq::registration::{self, Owner};
+
+const THREADS: usize = 8;
+const REPS: usize = 20_000;
+
+fn modes() -> Vec<PercpuMode> {
+    let mut m = vec![PercpuMode::CpuId];
+    if rseq::cpu::mm_cid_available() {
+        m.push(PercpuMode::MmCid);
+    }
+    m
+}
+
+fn index(mode: PercpuMode) -> i32 {
+    match mode {
+        PercpuMode::CpuId => rseq::cpu::cpu_start() as i32,
+        PercpuMode::MmCid => rseq::cpu::current_mm_cid() as i32,
+    }
+}
+
+#[test]
+fn counters_are_exact_in_threads_that_never_register() {
+    for mode in modes() {
+        let slots: Vec<AtomicUsize> = (0..rseq::cpu::possible().len())
+            .map(|_| AtomicUsize::new(0))
+            .collect();
+        thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..REPS {
+                        loop {
+                            let i = index(mode);
+                            let slot = slots[i as usize].as_ptr() as *mut isize;
+                            // SAFETY: per-CPU slot of this test, touched by sections only.
+                            match unsafe { ops::load_add_store(Mo::Relaxed, mode, slot, 1, i) } {
+                                Ok(()) => break,
+                                Err(Error::Abort) => continue,
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        }
+                    }
+                    assert!(registration::current_thread_registered());
+                });
+            }
+        });
+        let sum: usize = slots.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+        assert_eq!(sum, THREADS * REPS, "{mode:?}");
+    }
+}
+
+#[test]
+fn operation_results_match_librseq() {
+    let mut v: isize = 5;
+    let cpu = loop {
+        let cpu = rseq::cpu::cpu_start() as i32;
+        // SAFETY: a local.
+        match unsafe { ops::load_cbne_store(Mo::Relaxed, PercpuMode::CpuId, &mut v, 5, 6, cpu) } {
+            Err(Error::Abort) => continue,
+            r => {
+                assert_eq!(r, Ok(()));
+                break cpu;
+            }
+        }
+    };
+    assert_eq!(v, 6);
+    // SAFETY: a local.
+    let wrong =
+        unsafe { ops::load_cbne_store(Mo::Relaxed, PercpuMode::CpuId, &mut v, 6, 7, cpu + 1) };
+    assert_eq!(wrong, Err(Error::Abort));
+    // SAFETY: a local.
+    let order = unsafe { ops::load_cbne_store(Mo::Release, PercpuMode::CpuId, &mut v, 6, 7, cpu) };
+    assert_eq!(order, Err(Error::InvalidOrder));
+    assert_eq!(v, 6);
+}
+
+#[test]
+fn cpu_op_vectors() {
+    let cpu = rseq::cpu::current_cpu();
+    let mut a: u64 = 7;
+    let b: u64 = 7;
+    let mut c: u32 = 0;
+    let ops = [
+        CpuOp::compare(
+            true,
+            &a as *const u64 as usize,
+            &b as *const u64 as usize,
+            8,
+        ),
+        CpuOp::add(&mut c as *mut u32 as usize, 99, 4),
+        CpuOp::mb(),
+        CpuOp::add(&mut c as *mut u32 as usize, 123, 4),
+        CpuOp::shift(OpType::Lshift, &mut a as *mut u64 as usize, 5, 8),
+    ];
+    assert_eq!(cpu_op::opv(&ops, cpu, 0), Ok(0));
+    assert_eq!((a, c), (7 << 5, 222));
+    assert_eq!(cpu_op::opv(&ops, cpu, 0), Ok(1), "the compare now fails");
+    assert_eq!(c, 222, "nothing after a failed compare runs");
+    let bad = [
+        CpuOp::add(&mut c as *mut u32 as usize, 1, 4),
+        CpuOp::memcpy(8, &b as *const u64 as usize, 8),
+    ];
+    assert_eq!(cpu_op::opv(&bad, cpu, 0).unwrap_err().0, libc::EFAULT);
+    assert_eq!(
+        c, 222,
+        "a bad address stops the vector before anything runs"
+    );
+    assert_eq!(
+        cpu_op::opv(&[CpuOp::mb()], -1, 0).unwrap_err().0,
+        libc::EINVAL
+    );
+}
+
+#[test]
+fn with_cpu_excludes_sections_and_other_cpu_ops() {
+    let n = rseq::cpu::possible().len();
+    let slots: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let slots = &slots;
+            s.spawn(move || {
+                for r in 0..REPS / 4 {
+                    if (t + r) % 3 == 0 {
+                        let target = (t + r) % n;
+                        // A plain read-modify-write is atomic inside with_cpu.
+                        cpu_op::with_cpu(target as i32, PercpuMode::CpuId, || {
+                            let v = slots[target].load(Ordering::Relaxed);
+                            slots[target].store(v + 1, Ordering::Relaxed);
+                        })
+                        .unwrap();
+                    } else {
+                        loop {
+                            let i = rseq::cpu::cpu_start() as i32;
+                            let p = slots[i as usize].as_ptr() as *mut isize;
+                            // SAFETY: per-CPU slot of this test.
+                            if unsafe {
+                                ops::load_add_store(Mo::Relaxed, PercpuMode::CpuId, p, 1, i)
+                            }
+                            .is_ok()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let sum: usize = slots.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+    assert_eq!(sum, THREADS * (REPS / 4));
+}
+
+#[test]
+fn percpu_counter_is_exact() {
+    for mode in modes() {
+        let counter = rseq::percpu::Counter::with_mode(mode);
+        thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| (0..REPS).for_each(|_| counter.add(2)));
+            }
+        });
+        assert_eq!(counter.sum(), (2 * THREADS * REPS) as isize, "{mode:?}");
+    }
+}
+
+#[test]
+fn registration_owner_matches_the_environment() {
+    let disabled =
+        std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.pthread.rseq=0"));
+    registration::init();
+    let owner = registration::owner();
+    if disabled {
+        assert_eq!(owner, Owner::Library);
+        assert_eq!(
+            registration::active_size(),
+            registration::kernel_feature_size()
+        );
+    } else {
+        assert_eq!(owner, Owner::Libc);
+    }
+    assert!(registration::rseq_offset.load(Ordering::Relaxed) != 0);
+}
+
+/// Runs every other test of this file again with glibc's registration
+/// disabled, so that the library registers threads itself.
+#[test]
+fn everything_again_with_the_library_owning_registration() {
+    if std::env::var_os("RSEQ_TEST_CHILD").is_some() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--test-threads", "1", "--skip", "everything_again"])
+        .env("RSEQ_TEST_CHILD", "1")
+        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("test result: ok. 6 passed"), "{text}");
+}

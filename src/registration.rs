@@ -172,6 +172,34 @@ fn libc_rseq() -> Option<LibcRseq> {
     })
 }
 
+/// `rseq_size` when glibc owns registration and reports `libc_size`:
+/// glibc up to 2.40 reports 32 (or 20) whatever the kernel fills in, and
+/// librseq then uses min(32, kernel feature size); any other value is
+/// glibc's own answer.
+pub fn libc_active_size(libc_size: u32, kernel_feature: u32) -> u32 {
+    match libc_size {
+        abi::ORIG_RSEQ_FEATURE_SIZE | abi::ORIG_RSEQ_ALLOC_SIZE => {
+            kernel_feature.min(abi::ORIG_RSEQ_ALLOC_SIZE)
+        }
+        other => other,
+    }
+}
+
+/// The length to register the library's own area with, and the
+/// `rseq_size` that results, for a kernel feature size and alignment and
+/// an area of `area_size` bytes aligned to `area_align`. The whole feature
+/// set is registered when the area can hold it; otherwise the original
+/// 32-byte registration, which every kernel accepts (and which then bounds
+/// the features the kernel fills in).
+pub fn own_registration(feature: u32, align: u32, area_size: u32, area_align: u32) -> (u32, u32) {
+    let len = if feature <= area_size && align <= area_align {
+        feature.max(abi::ORIG_RSEQ_ALLOC_SIZE)
+    } else {
+        abi::ORIG_RSEQ_ALLOC_SIZE
+    };
+    (len, feature.min(len))
+}
+
 /// Initialises the library once; cheap after the first call, safe to call
 /// from any thread and from the constructor.
 #[inline]
@@ -186,14 +214,7 @@ fn init_once() {
     crate::owner::init();
     match libc_rseq() {
         Some(libc) => {
-            // glibc up to 2.40 reports 32 (or 20) whatever the kernel
-            // fills in; librseq then uses min(32, kernel feature size).
-            let size = match libc.size {
-                abi::ORIG_RSEQ_FEATURE_SIZE | abi::ORIG_RSEQ_ALLOC_SIZE => {
-                    kernel_feature_size().min(abi::ORIG_RSEQ_ALLOC_SIZE)
-                }
-                other => other,
-            };
+            let size = libc_active_size(libc.size, kernel_feature_size());
             rseq_flags.store(libc.flags, Ordering::Relaxed);
             rseq_size.store(size, Ordering::Relaxed);
             OWNER.store(Owner::Libc as u8, Ordering::Release);
@@ -209,16 +230,9 @@ fn init_once() {
                 )
             };
             let feature = kernel_feature_size();
-            // Register the whole feature set when the area can hold it;
-            // else fall back to the original 32-byte registration, which
-            // every kernel accepts (and which then bounds the features).
-            let len = if feature <= area_size && kernel_area_align() <= area_align {
-                feature.max(abi::ORIG_RSEQ_ALLOC_SIZE)
-            } else {
-                abi::ORIG_RSEQ_ALLOC_SIZE
-            };
+            let (len, size) = own_registration(feature, kernel_area_align(), area_size, area_align);
             REGISTER_LEN.store(len, Ordering::Relaxed);
-            REGISTERED_SIZE.store(feature.min(len), Ordering::Relaxed);
+            REGISTERED_SIZE.store(size, Ordering::Relaxed);
             create_exit_key();
             rseq_flags.store(0, Ordering::Relaxed);
             rseq_size.store(0, Ordering::Relaxed);
@@ -484,5 +498,35 @@ pub fn kernel_unavailable_reason() -> Option<Errno> {
         Errno(libc::EINVAL) => None,
         Errno(0) => Some(Errno(libc::ENOSYS)),
         e => Some(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_librseq() {
+        // glibc 2.36-2.40 reports 20, older 2.35 reported 32.
+        assert_eq!(libc_active_size(20, 28), 28);
+        assert_eq!(libc_active_size(32, 28), 28);
+        assert_eq!(libc_active_size(32, 20), 20);
+        assert_eq!(libc_active_size(20, 33), 32);
+        // Any other value is glibc's own, exact answer.
+        assert_eq!(libc_active_size(33, 33), 33);
+        assert_eq!(libc_active_size(28, 33), 28);
+    }
+
+    #[test]
+    fn own_registration_uses_the_kernel_sizes() {
+        // Linux < 6.3: no auxv entries, the original 20 of 32 bytes.
+        assert_eq!(own_registration(20, 32, 64, 64), (32, 20));
+        // This machine: feature size 28, align 32.
+        assert_eq!(own_registration(28, 32, 64, 64), (32, 28));
+        // Linux 7.0: feature size 33, align 64.
+        assert_eq!(own_registration(33, 64, 64, 64), (33, 33));
+        // A future kernel beyond the area: the original registration.
+        assert_eq!(own_registration(80, 128, 64, 64), (32, 32));
+        assert_eq!(own_registration(40, 128, 64, 64), (32, 32));
     }
 }

@@ -86,7 +86,12 @@ check-cross:
 headers:
 	RSEQ_BLESS=1 $(CARGO) test --test headers
 
+# The C benchmark (inline and RSEQ_NO_INLINE, with its baselines) against
+# a staged install, then the Rust criterion benchmarks.
 bench:
+	rm -rf $(STAGE)
+	$(MAKE) install PREFIX=$(STAGE)
+	$(MAKE) -C benches/c run STAGE=$(STAGE)
 	$(CARGO) bench --bench ops
 
 clean:

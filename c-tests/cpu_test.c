@@ -23,6 +23,7 @@
 
 #include <rseq/rseq.h>
 
+#include "glibc_thread.h"
 #include "tap.h"
 
 #define MAX_MM_CID_THREADS 64
@@ -212,18 +213,23 @@ static void *fresh_thread(void *arg)
 	return NULL;
 }
 
-static void test_fresh_thread(int cpu)
+/* A new thread from the library's pthread_create (bypass = 0) starts
+ * registered in both modes; one from glibc's own pthread_create starts
+ * unregistered when the library owns registration, until
+ * rseq_current_cpu() registers it. */
+static void test_fresh_thread(int cpu, int bypass)
 {
 	struct fresh_result r = { .cpu = cpu };
 	pthread_t t;
 
-	if (pthread_create(&t, NULL, fresh_thread, &r))
+	if ((bypass ? glibc_pthread_create : pthread_create)(&t, NULL, fresh_thread, &r))
 		bail_out("pthread_create");
 	pthread_join(t, NULL);
 	diag("new thread on cpu %d: raw %d, cpu_start %d before; rseq_current_cpu() %d; raw %d after",
 	     cpu, r.raw_before, r.start_before, r.current, r.raw_after);
-	if (libc_owns) {
-		ok(r.raw_before == cpu, "new thread: glibc registered it (cpu_id %d)", r.raw_before);
+	if (libc_owns || !bypass) {
+		ok(r.raw_before == cpu, "new thread: %s registered it (cpu_id %d)",
+		   libc_owns ? "glibc" : "the library's pthread_create", r.raw_before);
 	} else {
 		ok(r.raw_before == -1 && r.start_before == 0,
 		   "new thread: library owns: unregistered at first (cpu_id %d, cpu_id_start %d)", r.raw_before,
@@ -375,7 +381,8 @@ int main(void)
 		bail_out("cannot index per-CPU data");
 
 	test_each_cpu(&orig, nallowed);
-	test_fresh_thread(first_cpu);
+	test_fresh_thread(first_cpu, 0);
+	test_fresh_thread(first_cpu, 1);
 	test_mm_cid_distinct(&orig, nallowed);
 
 	if (sched_setaffinity(0, sizeof(orig), &orig))

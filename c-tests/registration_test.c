@@ -23,6 +23,7 @@
 
 #include <rseq/rseq.h>
 
+#include "glibc_thread.h"
 #include "tap.h"
 
 #ifndef AT_RSEQ_FEATURE_SIZE
@@ -268,7 +269,11 @@ static void *auto_thread(void *arg)
 	return NULL;
 }
 
-static void test_automatic_registration(void)
+/* Threads from the library's pthread_create start registered in both
+ * modes; threads from glibc's own (bypassing the interposer) start
+ * unregistered when the library owns registration, and get registered on
+ * their first operation. */
+static void test_automatic_registration(int bypass)
 {
 	pthread_t t[AUTO_THREADS];
 	struct auto_result res[AUTO_THREADS];
@@ -281,13 +286,13 @@ static void test_automatic_registration(void)
 	auto_counters = alloc_counters();
 	pthread_barrier_init(&auto_barrier, NULL, AUTO_THREADS);
 	for (int i = 0; i < AUTO_THREADS; i++)
-		if (pthread_create(&t[i], NULL, auto_thread, &res[i]))
+		if ((bypass ? glibc_pthread_create : pthread_create)(&t[i], NULL, auto_thread, &res[i]))
 			bail_out("pthread_create");
 	for (int i = 0; i < AUTO_THREADS; i++)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&auto_barrier);
 	for (int i = 0; i < AUTO_THREADS; i++) {
-		if (libc_owns ? res[i].cpu_before < 0 : res[i].cpu_before != -1)
+		if (libc_owns || !bypass ? res[i].cpu_before < 0 : res[i].cpu_before != -1)
 			before_ok = 0;
 		if (res[i].cpu_after_first < 0)
 			after_ok = 0;
@@ -295,12 +300,14 @@ static void test_automatic_registration(void)
 		aborts += res[i].aborts;
 	}
 	sum = sum_counters(auto_counters);
-	diag("automatic registration: %d threads x %d increments in %.3f s, %ld aborts",
-	     AUTO_THREADS, AUTO_ITERS, now() - t0, aborts);
+	diag("automatic registration (%s): %d threads x %d increments in %.3f s, %ld aborts",
+	     bypass ? "glibc's pthread_create" : "pthread_create", AUTO_THREADS, AUTO_ITERS, now() - t0, aborts);
 	if (libc_owns)
 		ok(before_ok, "auto: glibc registered every new thread before it ran");
+	else if (!bypass)
+		ok(before_ok, "auto: library owns: its pthread_create registered every new thread before it ran");
 	else
-		ok(before_ok, "auto: library owns: new threads start unregistered (cpu_id -1)");
+		ok(before_ok, "auto: library owns: threads from glibc's own pthread_create start unregistered (cpu_id -1)");
 	ok(after_ok, "auto: every thread is registered after its first operation");
 	ok(stuck == 0, "auto: no operation got stuck (%ld)", stuck);
 	ok(sum == (intptr_t)AUTO_THREADS * AUTO_ITERS, "auto: exact total %ld (expected %ld)",
@@ -455,7 +462,8 @@ int main(void)
 	if (pthread_create(&t, NULL, register_sequence_thread, NULL))
 		bail_out("pthread_create");
 	pthread_join(t, NULL);
-	test_automatic_registration();
+	test_automatic_registration(0);
+	test_automatic_registration(1);
 	test_thread_exit();
 	test_short_lived_threads();
 	/* Nothing above changed the data symbols. */

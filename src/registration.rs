@@ -28,11 +28,15 @@
 //!
 //! # Automatic registration
 //!
-//! When the library owns registration, every thread that uses it gets
-//! registered without calling anything: the thread that loads the library
-//! in the constructor, every other thread on its first slow path (a
-//! critical section that aborts because the thread is not registered, a
-//! CPU-number query that finds no CPU, or an explicit register call). A
+//! When the library owns registration, every thread gets registered
+//! without calling anything: the thread that loads the library in the
+//! constructor; threads created with `pthread_create` (which the library
+//! interposes when it comes before libc in the symbol search order: linked
+//! normally, or `LD_PRELOAD`) before their start routine runs; and any
+//! other thread (created before a `dlopen`, or without `pthread_create`)
+//! on its first slow path: a critical section that aborts because the
+//! thread is not registered, a CPU-number query that finds no CPU, or an
+//! explicit register call. A
 //! thread-specific-data destructor unregisters the thread when it exits,
 //! so the kernel never writes into a freed TLS block. Explicit
 //! register/unregister calls nest on top of that (see
@@ -478,6 +482,14 @@ pub fn unregister_current_thread() -> sys::Result<()> {
 pub fn on_slow_path() {
     init();
     if owner() == Owner::Library && own_cpu_id() == abi::CPU_ID_UNINITIALIZED {
+        let _ = register_thread(false);
+    }
+}
+
+/// Registers a thread as it starts (from the `pthread_create`
+/// interposer), before its start routine runs.
+pub fn on_thread_start() {
+    if owner() == Owner::Library {
         let _ = register_thread(false);
     }
 }

@@ -16,7 +16,9 @@
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ), Linux < 5.10, only
  * CPUs the caller can migrate onto), EFAULT or EAGAIN (an address of a
  * cpu_opv() vector cannot be accessed), EDEADLK (from a signal handler
- * that interrupted a cpu-op of the same thread on the same CPU).
+ * that interrupted a cpu-op of the same thread, when the target is owned:
+ * the interrupted cpu-op cannot finish before the handler returns; the
+ * kernel's cpu_opv was a system call, which no signal interrupts).
  */
 #ifndef _RSEQ_CPU_OP_H
 #define _RSEQ_CPU_OP_H

@@ -6,7 +6,8 @@
 //! (EINVAL: invalid argument or CPU, or a CPU that cannot be fenced;
 //! EFAULT / EAGAIN: an address of a `cpu_opv()` vector cannot be accessed;
 //! EDEADLK: called from a signal handler that interrupted a cpu-op of the
-//! same thread on the same CPU).
+//! same thread, and the target is owned: the interrupted cpu-op cannot
+//! finish before the handler returns, so the handler must not wait).
 //!
 //! `cpu_opv()` checks every address it is given. The named helpers take
 //! their pointers as valid by contract, like the rseq operations, so that

@@ -25,7 +25,7 @@ GENERATED_HEADERS := $(wildcard include/rseq/generated/*.h)
 COMPAT_HEADERS := $(wildcard include/rseq/compat/linux/*.h)
 PC_FILES := librseq.pc libcpu-op.pc
 
-.PHONY: all build install uninstall check check-rust check-c check-elf check-cross headers bench clean
+.PHONY: all build install uninstall check check-rust check-c check-slow check-elf check-cross headers bench clean
 
 all: build
 
@@ -68,6 +68,12 @@ check-c:
 	rm -rf $(STAGE)
 	$(MAKE) install PREFIX=$(STAGE)
 	$(MAKE) -C c-tests check STAGE=$(STAGE)
+
+# The reliability scenarios too slow for every CI run (see RELIABILITY.md).
+check-slow:
+	rm -rf $(STAGE)
+	$(MAKE) install PREFIX=$(STAGE)
+	$(MAKE) -C c-tests check-slow STAGE=$(STAGE)
 
 check-elf:
 	rm -rf $(STAGE)

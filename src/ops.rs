@@ -20,11 +20,9 @@
 //! data). `cpu` is normally [`crate::cpu::cpu_start`]; any value is safe:
 //! a wrong one makes the operation abort.
 
-use core::sync::atomic::Ordering;
-
 use crate::arch::{self, seq};
 use crate::owner;
-use crate::registration::rseq_offset;
+use crate::registration;
 
 /// Memory order of the commit store (`enum rseq_mo`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,9 +124,13 @@ fn finish(code: i32) -> Result {
 
 /// The slow path of every abort: counts it, fires the `rseq:abort` probe
 /// and registers the thread if automatic registration applies.
+///
+/// `extern "C"` makes it a call that cannot unwind (a panic inside aborts
+/// the process), so that the fast paths calling it need no landing pad
+/// (and the exported wrappers no stack frame beyond alignment).
 #[cold]
 #[inline(never)]
-pub fn on_abort() {
+pub extern "C" fn on_abort() {
     crate::stats::record_abort();
     crate::registration::on_slow_path();
 }
@@ -141,7 +143,9 @@ macro_rules! call {
 }
 
 /// Runs one section: for each accepted order, the generated variants for
-/// (CPU_ID, MM_CID) mode; then the family's arguments.
+/// (CPU_ID, MM_CID) mode; then the family's arguments. Written without
+/// any panicking path, so that the exported wrappers need no unwinding
+/// landing pad.
 macro_rules! section {
     ($mo:expr, $mode:expr, $cpu:expr,
      [$($order:ident => ($cpu_fn:ident, $mm_fn:ident)),+],
@@ -149,7 +153,7 @@ macro_rules! section {
         let mo: Mo = $mo;
         let mode: PercpuMode = $mode;
         let cpu: i32 = $cpu;
-        let offset = rseq_offset.load(Ordering::Relaxed);
+        let offset = registration::offset();
         match mo {
             $(Mo::$order => {})+
             _ => return Err(Error::InvalidOrder),
@@ -160,15 +164,18 @@ macro_rules! section {
             return finish(-1);
         }
         let area = arch::area_operand(offset);
+        let mm_cid = mode == PercpuMode::MmCid;
+        let word = owner::word_address(cpu, mm_cid);
         // SAFETY: the caller upholds this module's contract; the area and
         // the ownership table exist once rseq_offset is non-zero.
         let code = unsafe {
-            match (mo, mode) {
-                $((Mo::$order, PercpuMode::CpuId) =>
-                    call!(seq::$cpu_fn, area, owner::word_address(cpu, false), cpu, $args),
-                (Mo::$order, PercpuMode::MmCid) =>
-                    call!(seq::$mm_fn, area, owner::word_address(cpu, true), cpu, $args),)+
-                _ => unreachable!(),
+            match mo {
+                $(Mo::$order => if mm_cid {
+                    call!(seq::$mm_fn, area, word, cpu, $args)
+                } else {
+                    call!(seq::$cpu_fn, area, word, cpu, $args)
+                },)+
+                _ => -1,
             }
         };
         finish(code)

@@ -107,6 +107,13 @@ pub fn owner() -> Owner {
     }
 }
 
+/// The current value of `rseq_offset` (0 before initialisation and after
+/// the destructor).
+#[inline(always)]
+pub fn offset() -> isize {
+    rseq_offset.load(Ordering::Relaxed)
+}
+
 /// The current value of `rseq_size`.
 #[inline]
 pub fn active_size() -> u32 {
@@ -117,7 +124,7 @@ pub fn active_size() -> u32 {
 /// or `None` before initialisation and after the destructor.
 #[inline]
 pub fn area() -> Option<*mut abi::Rseq> {
-    let offset = rseq_offset.load(Ordering::Relaxed);
+    let offset = offset();
     if offset == 0 {
         return None;
     }

@@ -9,6 +9,7 @@
 use std::sync::OnceLock;
 
 use crate::abi;
+use crate::arch;
 use crate::registration;
 use crate::sys;
 
@@ -97,28 +98,24 @@ pub fn possible() -> &'static PossibleCpus {
 
 /// Reads one 32-bit field of the calling thread's rseq area, or `None`
 /// before the library is initialised.
-#[inline]
-fn area_field(offset: usize) -> Option<u32> {
-    let area = registration::area()?;
-    // SAFETY: `area` points to the calling thread's live rseq area (ours
-    // or glibc's), which is at least 32 bytes long; the kernel updates the
-    // field concurrently only from this thread's context, so a volatile
-    // read sees a whole value.
-    Some(unsafe { core::ptr::read_volatile(area.cast::<u8>().add(offset).cast::<u32>()) })
+#[inline(always)]
+fn area_field<const FIELD: usize>() -> Option<u32> {
+    let offset = registration::offset();
+    (offset != 0).then(|| arch::area_u32::<FIELD>(offset))
 }
 
 /// The raw `cpu_id` field: the current CPU, or -1 (not registered) / -2
 /// (registration failed).
 #[inline]
 pub fn current_cpu_raw() -> i32 {
-    area_field(abi::CPU_ID_OFFSET).map_or(abi::CPU_ID_UNINITIALIZED, |v| v as i32)
+    area_field::<{ abi::CPU_ID_OFFSET }>().map_or(abi::CPU_ID_UNINITIALIZED, |v| v as i32)
 }
 
 /// The `cpu_id_start` field: always a possible CPU (0 when unregistered),
 /// the number to pass to a critical section, which then checks it.
 #[inline]
 pub fn cpu_start() -> u32 {
-    area_field(abi::CPU_ID_START_OFFSET).unwrap_or(0)
+    area_field::<{ abi::CPU_ID_START_OFFSET }>().unwrap_or(0)
 }
 
 /// The current CPU: from the rseq area when the thread is registered,
@@ -163,7 +160,7 @@ pub fn node_id_available() -> bool {
 /// The `node_id` field (meaningful when [`node_id_available`]).
 #[inline]
 pub fn current_node_id() -> u32 {
-    area_field(abi::NODE_ID_OFFSET).unwrap_or(0)
+    area_field::<{ abi::NODE_ID_OFFSET }>().unwrap_or(0)
 }
 
 /// Whether the kernel fills in `mm_cid` for this process's registration.
@@ -176,7 +173,7 @@ pub fn mm_cid_available() -> bool {
 /// The `mm_cid` field (meaningful when [`mm_cid_available`]).
 #[inline]
 pub fn current_mm_cid() -> u32 {
-    area_field(abi::MM_CID_OFFSET).unwrap_or(0)
+    area_field::<{ abi::MM_CID_OFFSET }>().unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -81,13 +81,29 @@ static inline struct rseq_abi *rseq_get_abi(void)
 	return (struct rseq_abi *)((uintptr_t)rseq_thread_pointer() + rseq_offset);
 }
 
+/* Reads a 32-bit field of the calling thread's area (rseq_offset must be
+ * non-zero). On x86_64 one %fs-relative load, without a separate read of
+ * the thread pointer; volatile, since the kernel changes the fields. */
+#if defined(__x86_64__)
+#define RSEQ_AREA_READ_U32(field)						\
+	__extension__ ({							\
+		uint32_t __rseq_v;						\
+		__asm__ __volatile__ ("movl %%fs:%c1(%2), %0"			\
+			: "=r" (__rseq_v)					\
+			: "i" (offsetof(struct rseq_abi, field)), "r" (rseq_offset)); \
+		__rseq_v;							\
+	})
+#else
+#define RSEQ_AREA_READ_U32(field)	RSEQ_READ_ONCE(rseq_get_abi()->field)
+#endif
+
 /* cpu_id: the current CPU, or -1 (not registered) / -2 (registration
  * failed). */
 static inline int32_t rseq_current_cpu_raw(void)
 {
 	if (rseq_unlikely(!rseq_offset))
 		return RSEQ_ABI_CPU_ID_UNINITIALIZED;
-	return (int32_t)RSEQ_READ_ONCE(rseq_get_abi()->cpu_id);
+	return (int32_t)RSEQ_AREA_READ_U32(cpu_id);
 }
 
 /* cpu_id_start: always a possible CPU (0 when not registered). Pass it to
@@ -96,7 +112,7 @@ static inline uint32_t rseq_cpu_start(void)
 {
 	if (rseq_unlikely(!rseq_offset))
 		return 0;
-	return RSEQ_READ_ONCE(rseq_get_abi()->cpu_id_start);
+	return RSEQ_AREA_READ_U32(cpu_id_start);
 }
 
 /* The current CPU, through sched_getcpu() when the thread has no rseq
@@ -120,7 +136,7 @@ static inline uint32_t rseq_current_node_id(void)
 {
 	if (rseq_unlikely(!rseq_offset))
 		return 0;
-	return RSEQ_READ_ONCE(rseq_get_abi()->node_id);
+	return RSEQ_AREA_READ_U32(node_id);
 }
 
 static inline bool rseq_mm_cid_available(void)
@@ -133,7 +149,7 @@ static inline uint32_t rseq_current_mm_cid(void)
 {
 	if (rseq_unlikely(!rseq_offset))
 		return 0;
-	return RSEQ_READ_ONCE(rseq_get_abi()->mm_cid);
+	return RSEQ_AREA_READ_U32(mm_cid);
 }
 
 static inline void rseq_clear_rseq_cs(void)

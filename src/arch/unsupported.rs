@@ -22,3 +22,16 @@ pub fn thread_pointer() -> *mut u8 {
 pub fn area_operand(rseq_offset: isize) -> usize {
     rseq_offset as usize
 }
+
+/// Reads the 32-bit field at byte `FIELD` of the calling thread's rseq
+/// area.
+#[inline(always)]
+pub fn area_u32<const FIELD: usize>(rseq_offset: isize) -> u32 {
+    let p = thread_pointer()
+        .wrapping_offset(rseq_offset)
+        .wrapping_add(FIELD);
+    // SAFETY: the caller passes the offset of the calling thread's live
+    // rseq area; the kernel updates the field from this thread's context
+    // only, so a volatile read sees a whole value.
+    unsafe { core::ptr::read_volatile(p.cast::<u32>()) }
+}

@@ -22,3 +22,23 @@ pub fn thread_pointer() -> *mut u8 {
 pub fn area_operand(rseq_offset: isize) -> usize {
     rseq_offset as usize
 }
+
+/// Reads the 32-bit field at byte `FIELD` of the calling thread's rseq
+/// area through `%fs` (one load; no separate read of the thread pointer).
+#[inline(always)]
+pub fn area_u32<const FIELD: usize>(rseq_offset: isize) -> u32 {
+    let v: u32;
+    // SAFETY: the caller passes the offset of the calling thread's live
+    // rseq area; the read has no side effect. Not `pure`: the kernel
+    // changes the field between reads.
+    unsafe {
+        core::arch::asm!(
+            "mov {v:e}, dword ptr fs:[{off} + {field}]",
+            v = out(reg) v,
+            off = in(reg) rseq_offset,
+            field = const FIELD,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    v
+}

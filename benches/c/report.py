@@ -28,7 +28,7 @@ COLUMNS = ["workload", "variant", "threads", "mode", "median_ns", "min_ns", "max
            "runs", "aborts"]
 
 # Display order of the workload groups.
-GROUPS = ["cpu_read", "counter", "spinlock", "list", "buffer", "memcpy_buffer", "cpu_op_addv",
+GROUPS = ["cpu_read", "call", "counter", "spinlock", "list", "buffer", "memcpy_buffer", "cpu_op_addv",
           "membarrier_rseq_cpu", "thread_create_exit", "registration"]
 
 RUNS = [
@@ -294,6 +294,10 @@ def targets(res):
     else:
         add("RSEQ_NO_INLINE increment <= 4 ns (1 thread, cpu_id)",
             "%s ns (min %s)" % (fmt_ns(ni.median), fmt_ns(ni.min)), ni.median <= 4.0)
+        floor = base("call.empty_exported_function")
+        if floor:
+            add("  floor: one call into librseq.so of a function returning a constant (the path makes two)",
+                "%s ns" % fmt_ns(floor.median), "info")
     if nmax > 1:
         a = base("counter.shared_atomic", threads=nmax)
         b = lib("counter", threads=nmax)

@@ -736,6 +736,18 @@ static noinline void loop_sched_getcpu(int tid, long iters)
 	sink = s;
 }
 
+/* The floor of any exported-function path: a call through the PLT into
+ * librseq.so of a function that only returns a constant. */
+static noinline void loop_empty_call(int tid, long iters)
+{
+	long s = 0;
+
+	(void)tid;
+	for (long i = 0; i < iters; i++)
+		s += percpu_op_available();
+	sink = s;
+}
+
 static void group_cpu(void)
 {
 	bench("cpu_read.rseq_current_cpu_raw", VARIANT, 1, "-", loop_cpu_raw);
@@ -743,8 +755,10 @@ static void group_cpu(void)
 	bench("cpu_read.rseq_current_cpu", VARIANT, 1, "-", loop_current_cpu);
 	if (have_mm_cid)
 		bench("cpu_read.rseq_current_mm_cid", VARIANT, 1, "-", loop_mm_cid);
-	if (want_baselines())
+	if (want_baselines()) {
 		bench("cpu_read.sched_getcpu", "baseline", 1, "-", loop_sched_getcpu);
+		bench("call.empty_exported_function", "baseline", 1, "-", loop_empty_call);
+	}
 }
 
 /* ------------------------------------------------------------------ */

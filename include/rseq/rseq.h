@@ -34,8 +34,10 @@ extern unsigned int rseq_size;
 extern unsigned int rseq_flags;
 
 /* Library ABI: the cpu-op ownership table the inline sections check
- * (address of the slot of CPU 0). Not for direct use. */
-extern char *rseq_cpu_op_owners;
+ * (address of the slot of CPU 0). Not for direct use. Set once, before
+ * any code of the program runs; const so that the compiler keeps it in a
+ * register across the critical sections of a loop. */
+extern char *const rseq_cpu_op_owners;
 
 enum rseq_mo {
 	RSEQ_MO_RELAXED = 0,

@@ -43,6 +43,9 @@ pub mod sys;
 /// step with the code (`tests/headers.rs`).
 #[doc(hidden)]
 pub mod generated {
+    /// The Rust sequences of the target architecture (`src/arch` includes
+    /// them).
+    pub const SEQUENCES_RS: &str = include_str!(concat!(env!("OUT_DIR"), "/sequences.rs"));
     /// `include/rseq/generated/sequences.h`.
     pub const SEQUENCES_H: &str = include_str!(concat!(env!("OUT_DIR"), "/sequences.h"));
     /// `include/rseq/generated/api.h`.

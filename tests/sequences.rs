@@ -1,0 +1,148 @@
+//! The C inline sections of `<rseq/rseq.h>` and the library's own Rust
+//! sections are the same machine code: both come from one template per
+//! architecture (`asm/`), and this test checks the generated texts
+//! instruction by instruction, with the operand syntax of each language
+//! translated back to the template's.
+
+use std::collections::BTreeMap;
+
+/// The C block of the architecture this test runs on.
+fn c_arch_guard() -> Option<&'static str> {
+    if cfg!(target_arch = "x86_64") {
+        Some("defined(__x86_64__)")
+    } else if cfg!(target_arch = "aarch64") {
+        Some("defined(__aarch64__)")
+    } else {
+        None
+    }
+}
+
+fn unquote(line: &str) -> Option<String> {
+    let t = line.trim();
+    let inner = t.strip_prefix('"')?;
+    let end = inner.rfind('"')?;
+    Some(inner[..end].replace("\\\"", "\"").replace("\\\\", "\\"))
+}
+
+/// Rust: `pub unsafe fn NAME(` ... the string lines of `asm!(`.
+fn rust_sections(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let Some(rest) = l.strip_prefix("pub unsafe fn ") else {
+            continue;
+        };
+        let name = rest.split('(').next().unwrap().to_string();
+        let mut body = Vec::new();
+        for l in lines.by_ref() {
+            if l.trim() == "core::arch::asm!(" {
+                continue;
+            }
+            match unquote(l) {
+                Some(s) if l.trim_end().ends_with("\",") => body.push(normalize(&s)),
+                _ if body.is_empty() => continue,
+                _ => break,
+            }
+        }
+        out.insert(name, body);
+    }
+    out
+}
+
+/// C: `rseq_arch_NAME(` ... the string lines of `asm goto (`.
+fn c_sections(text: &str, guard: &str) -> BTreeMap<String, Vec<String>> {
+    let start = text
+        .find(&format!("#if {guard}"))
+        .or_else(|| text.find(&format!("#elif {guard}")))
+        .expect("arch block");
+    let block = &text[start..];
+    let end = block[1..]
+        .find("\n#elif")
+        .or_else(|| block[1..].find("\n#endif"))
+        .unwrap();
+    let mut out = BTreeMap::new();
+    let mut lines = block[..end].lines();
+    while let Some(l) = lines.next() {
+        let Some(rest) = l.strip_prefix("rseq_arch_") else {
+            continue;
+        };
+        let name = rest.split('(').next().unwrap().to_string();
+        let mut body = Vec::new();
+        for l in lines.by_ref() {
+            if l.contains("__asm__") {
+                break;
+            }
+        }
+        for l in lines.by_ref() {
+            match unquote(l) {
+                Some(s) => body.push(normalize(&c_to_template(s.trim_end_matches("\\n")))),
+                None => break,
+            }
+        }
+        out.insert(name, body);
+    }
+    out
+}
+
+/// `%[x]` -> `{x}`, `%k[x]` -> `{x:e}`, `%w[x]` -> `{x:w}`, `%l[x]` ->
+/// `{x}`, `%%` -> `%`.
+fn c_to_template(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('%') => {
+                chars.next();
+                out.push('%');
+            }
+            _ => {
+                let mut modifier = String::new();
+                while let Some(&m) = chars.peek() {
+                    if m == '[' {
+                        break;
+                    }
+                    modifier.push(m);
+                    chars.next();
+                }
+                chars.next();
+                let name: String = chars.by_ref().take_while(|&c| c != ']').collect();
+                match modifier.as_str() {
+                    "k" => out.push_str(&format!("{{{name}:e}}")),
+                    "w" => out.push_str(&format!("{{{name}:w}}")),
+                    _ => out.push_str(&format!("{{{name}}}")),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The one intended difference: the library keeps its descriptor and
+/// exit-point arrays with the retain flag (its link uses --gc-sections),
+/// C programs use librseq's plain "aw".
+fn normalize(s: &str) -> String {
+    s.replace("\"awR\"", "\"aw\"").trim().to_string()
+}
+
+#[test]
+fn c_and_rust_sections_are_the_same_code() {
+    let Some(guard) = c_arch_guard() else {
+        return;
+    };
+    let rust = rust_sections(rseq::generated::SEQUENCES_RS);
+    let c = c_sections(rseq::generated::SEQUENCES_H, guard);
+    assert!(rust.len() >= 18, "{} Rust sections", rust.len());
+    assert_eq!(
+        rust.keys().collect::<Vec<_>>(),
+        c.keys().collect::<Vec<_>>(),
+        "the same set of sections"
+    );
+    for (name, r) in &rust {
+        assert!(r.len() > 15, "{name}: {} instructions", r.len());
+        assert_eq!(r, &c[name], "{name}: the C and Rust sequences differ");
+    }
+}

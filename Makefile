@@ -80,14 +80,17 @@ check-elf:
 	$(MAKE) install PREFIX=$(STAGE)
 	c-tests/elf-check.sh $(STAGE)/lib/librseq.so.$(SOVERSION) c-tests/exported-symbols.txt
 
-# aarch64: cross-build, check the generated machine code of every section
-# in the .so, and run the smoke test under qemu-user (no rseq there, so
-# the fallback paths run). Skips when the cross tools are missing.
+# Other architectures. aarch64: cross-build, check the generated machine
+# code of every section in the .so, and run the smoke test under
+# qemu-user (no rseq there, so the fallback paths run). riscv64 (no
+# sequences): the clean fallback builds and works under qemu-user. Each
+# step skips when its cross tools are missing (.ci/run installs them).
 check-cross:
-	c-tests/qemu-check.sh
+	c-tests/cross/qemu-check.sh
 	@if command -v aarch64-linux-gnu-objdump >/dev/null && [ -f target/aarch64-unknown-linux-gnu/release/librseq.so ]; then \
-		python3 c-tests/aarch64-elf-check.py target/aarch64-unknown-linux-gnu/release/librseq.so; \
+		python3 c-tests/cross/aarch64-elf-check.py target/aarch64-unknown-linux-gnu/release/librseq.so; \
 	else echo "aarch64 ELF check: SKIPPED (no aarch64 binutils or library)"; fi
+	c-tests/cross/unsupported-check.sh
 
 headers:
 	RSEQ_BLESS=1 $(CARGO) test --test headers

@@ -1,7 +1,7 @@
 #!/bin/sh
 # aarch64 smoke test under qemu-user (which has no rseq: every fallback
 # path runs). Builds the aarch64 library (release), compiles
-# c-tests/qemu_smoke.c against it with aarch64-linux-gnu-gcc, with the
+# c-tests/cross/qemu_smoke.c against it with aarch64-linux-gnu-gcc, with the
 # inline sections and with -DRSEQ_NO_INLINE, and runs each build with
 # glibc's rseq registration on and off (GLIBC_TUNABLES=glibc.pthread.rseq=0)
 # under `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
@@ -61,15 +61,15 @@ CARGO_TARGET_DIR=$target_dir \
 # The library's SONAME is librseq.so.0: give the loader that name.
 cp "$release/librseq.so" "$out/lib/librseq.so.0" || exit 1
 
-cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -I include -I c-tests"
+cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -I include -I c-tests -I c-tests/cross"
 libs="-L $release -lrseq -lpthread"
 for variant in inline noinline; do
 	extra=
 	[ $variant = noinline ] && extra=-DRSEQ_NO_INLINE
 	# shellcheck disable=SC2086 # word splitting of the flags is wanted
-	$cc $cflags $extra -o "$out/qemu_smoke-$variant" c-tests/qemu_smoke.c $libs >"$out/cc.log" 2>&1 || {
+	$cc $cflags $extra -o "$out/qemu_smoke-$variant" c-tests/cross/qemu_smoke.c $libs >"$out/cc.log" 2>&1 || {
 		sed 's/^/# /' "$out/cc.log"
-		echo "Bail out! $cc failed on c-tests/qemu_smoke.c ($variant)"
+		echo "Bail out! $cc failed on c-tests/cross/qemu_smoke.c ($variant)"
 		exit 1
 	}
 done

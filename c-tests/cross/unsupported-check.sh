@@ -1,0 +1,38 @@
+#!/bin/sh
+# The fallback build of an architecture without critical sections
+# (riscv64): cross-builds the library, compiles unsupported_smoke.c
+# against it with the inline header path (which falls back to calls on
+# such an architecture), and runs it under qemu-riscv64. Prints TAP;
+# exits 0 with a SKIP line when the cross tools are missing.
+#
+#   c-tests/cross/unsupported-check.sh   (honours CARGO_TARGET_DIR)
+set -u
+target_dir=${CARGO_TARGET_DIR:-}
+case $target_dir in "" | /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+target_dir=${target_dir:-$root/target}
+triple=riscv64gc-unknown-linux-gnu
+cc=${RISCV64_CC:-riscv64-linux-gnu-gcc}
+qemu=${QEMU_RISCV64:-qemu-riscv64}
+sysroot=${RISCV64_SYSROOT:-/usr/riscv64-linux-gnu}
+
+skip() { echo "1..0 # SKIP $1"; exit 0; }
+command -v "$cc" >/dev/null 2>&1 || skip "no $cc (apt-get install gcc-riscv64-linux-gnu)"
+command -v "$qemu" >/dev/null 2>&1 || skip "no $qemu (apt-get install qemu-user)"
+[ -d "$sysroot/lib" ] || skip "no riscv64 sysroot at $sysroot"
+[ -d "$(rustc --print sysroot)/lib/rustlib/$triple" ] || skip "no Rust $triple target (rustup target add $triple)"
+
+out=$target_dir/$triple/unsupported-check
+rm -rf "$out" && mkdir -p "$out/lib" || exit 1
+CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER=$cc CC_riscv64gc_unknown_linux_gnu=$cc CARGO_TARGET_DIR=$target_dir \
+	cargo build --lib --target "$triple" >"$out/build.log" 2>&1 || {
+	sed 's/^/# /' "$out/build.log"; echo "Bail out! cargo build --target $triple failed"; exit 1; }
+cp "$target_dir/$triple/debug/librseq.so" "$out/lib/librseq.so.0" || exit 1
+$cc -std=gnu11 -O2 -Wall -Wextra -Werror -I include -I c-tests -o "$out/unsupported_smoke" \
+	c-tests/cross/unsupported_smoke.c -L "$target_dir/$triple/debug" -lrseq -lpthread >"$out/cc.log" 2>&1 || {
+	sed 's/^/# /' "$out/cc.log"; echo "Bail out! $cc failed on unsupported_smoke.c"; exit 1; }
+output=$(timeout 120 "$qemu" -L "$sysroot" -E LD_LIBRARY_PATH="$out/lib" "$out/unsupported_smoke" 2>&1)
+status=$?
+printf '%s\n' "$output"
+[ $status -eq 0 ] && ! printf '%s\n' "$output" | grep -q '^not ok'

@@ -9,6 +9,7 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DATADIR ?= $(PREFIX)/share
 DESTDIR ?=
 
 CARGO ?= cargo
@@ -43,6 +44,8 @@ install: build
 	if [ -n "$(COMPAT_HEADERS)" ]; then \
 		$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR)/rseq/compat/linux && \
 		$(INSTALL) -m 644 $(COMPAT_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/compat/linux/; fi
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/librseq/valgrind
+	$(INSTALL) -m 644 share/valgrind/librseq.supp $(DESTDIR)$(DATADIR)/librseq/valgrind/
 	for pc in $(PC_FILES); do \
 		[ -f pkgconfig/$$pc.in ] || continue; \
 		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -53,7 +56,7 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/librseq.so* $(DESTDIR)$(LIBDIR)/librseq.a
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq $(DESTDIR)$(DATADIR)/librseq
 	for pc in $(PC_FILES); do rm -f $(DESTDIR)$(PKGCONFIGDIR)/$$pc; done
 
 check: check-rust check-c check-elf check-cross

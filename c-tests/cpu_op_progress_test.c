@@ -482,6 +482,8 @@ static int seccomp_child(const char *which)
 	   "every percpu_* call fell back to a cpu-op (%llu of %ld)",
 	   (unsigned long long)(after.fallbacks - before.fallbacks), calls);
 	ok(rseq_current_cpu_raw() < 0 && rseq_size == 0, "still nothing registered at the end");
+	free(ws);
+	free(sc_nodes);
 	return exit_status();
 }
 

@@ -196,7 +196,7 @@ int main(void)
 	nr_cpus = p_max_nr_cpus();
 	if (nr_cpus <= 0)
 		bail_out("rseq_get_max_nr_cpus() = %d", nr_cpus);
-	counters = calloc((size_t)nr_cpus, sizeof(*counters));
+	counters = zalloc_aligned((size_t)nr_cpus * sizeof(*counters));
 	if (!counters)
 		bail_out("calloc");
 

@@ -220,7 +220,7 @@ static int exec_child(const char *mode)
 	nr_cpus = rseq_get_max_nr_cpus();
 	if (nr_cpus <= 0)
 		return EXEC_FAILED;
-	counters = calloc((size_t)nr_cpus, sizeof(*counters));
+	counters = zalloc_aligned((size_t)nr_cpus * sizeof(*counters));
 	if (!counters)
 		return EXEC_FAILED;
 	return child_body(0, strcmp(mode, "1") == 0, 0, false);
@@ -238,7 +238,7 @@ int main(int argc, char **argv)
 	nr_cpus = rseq_get_max_nr_cpus();
 	if (nr_cpus <= 0)
 		bail_out("rseq_get_max_nr_cpus() = %d", nr_cpus);
-	counters = calloc((size_t)nr_cpus, sizeof(*counters));
+	counters = zalloc_aligned((size_t)nr_cpus * sizeof(*counters));
 	if (!counters)
 		bail_out("calloc");
 	libc_owns = rseq_available(RSEQ_AVAILABLE_QUERY_LIBC);

@@ -53,7 +53,7 @@ static int libc_owns;		/* rseq_available(RSEQ_AVAILABLE_QUERY_LIBC) */
 
 static struct counter *alloc_counters(void)
 {
-	struct counter *c = calloc((size_t)nr_cpus, sizeof(*c));
+	struct counter *c = zalloc_aligned((size_t)nr_cpus * sizeof(*c));
 
 	if (!c)
 		bail_out("calloc");
@@ -430,84 +430,6 @@ static void test_short_lived_threads(void)
 
 /* ---------------------------------------------------------------------- */
 
-/* ---------------------------------------------------------------------- */
-
-/*
- * After the library's destructor, when it owned registration, the data
- * symbols are back to librseq's uninitialised values (rseq_offset 0,
- * rseq_size -1U); when glibc owns registration they keep glibc's values.
- * No code of the program runs after a shared library's destructor, so a
- * forked child observes it from another thread while its main thread runs
- * exit(): the observer spins on the symbols and records what it saw in
- * shared memory, which the parent reads after the child is gone.
- */
-struct exit_view {
-	_Atomic int ready;
-	_Atomic int seen;		/* 1: saw (0, -1U) */
-	_Atomic long offset_last;
-	_Atomic unsigned int size_last;
-};
-
-static struct exit_view *exit_view;
-
-static void *exit_observer(void *arg)
-{
-	(void)arg;
-	atomic_store(&exit_view->ready, 1);
-	for (;;) {
-		ptrdiff_t off = RSEQ_READ_ONCE(rseq_offset);
-		unsigned int size = RSEQ_READ_ONCE(rseq_size);
-
-		atomic_store(&exit_view->offset_last, (long)off);
-		atomic_store(&exit_view->size_last, size);
-		if (off == 0 && size == UINT_MAX)
-			atomic_store(&exit_view->seen, 1);
-	}
-	return NULL;
-}
-
-static void test_after_destructor(void)
-{
-	int observed = 0, attempts;
-
-	exit_view = mmap(NULL, sizeof(*exit_view), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (exit_view == MAP_FAILED)
-		bail_out("mmap");
-	/* The observer must run while exit() runs: retry if the scheduler
-	 * kept it off the CPU at the wrong moment. */
-	for (attempts = 1; attempts <= 20 && !observed; attempts++) {
-		pid_t pid;
-		int status;
-
-		memset(exit_view, 0, sizeof(*exit_view));
-		pid = fork();
-		if (pid < 0)
-			bail_out("fork");
-		if (pid == 0) {
-			pthread_t t;
-
-			pthread_create(&t, NULL, exit_observer, NULL);
-			while (!atomic_load(&exit_view->ready))
-				;
-			exit(0);
-		}
-		waitpid(pid, &status, 0);
-		observed = atomic_load(&exit_view->seen);
-		if (libc_owns)
-			break;
-	}
-	if (libc_owns) {
-		ok(!atomic_load(&exit_view->seen) && atomic_load(&exit_view->offset_last) == (long)rseq_offset,
-		   "after the destructor (glibc owns registration): data symbols unchanged (offset %ld, size %u)",
-		   atomic_load(&exit_view->offset_last), atomic_load(&exit_view->size_last));
-	} else {
-		ok(observed, "after the destructor (library owned registration): rseq_offset 0, rseq_size -1U "
-		   "(seen in attempt %d; last seen %ld, %u)", attempts - 1, atomic_load(&exit_view->offset_last),
-		   atomic_load(&exit_view->size_last));
-	}
-	munmap(exit_view, sizeof(*exit_view));
-}
-
 int main(void)
 {
 	const ptrdiff_t *glibc_offset = dlsym(RTLD_DEFAULT, "__rseq_offset");
@@ -547,7 +469,6 @@ int main(void)
 	test_automatic_registration(1);
 	test_thread_exit();
 	test_short_lived_threads();
-	test_after_destructor();
 	/* Nothing above changed the data symbols. */
 	ok(rseq_flags == 0 && rseq_size == (libc_owns ? (feature < 32 ? feature : 32) : feature),
 	   "data symbols unchanged at the end (size %u, flags %u)", rseq_size, rseq_flags);

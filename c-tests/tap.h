@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 
 static int tap_planned, tap_run, tap_failed;
@@ -86,6 +87,19 @@ static inline void bail_out(const char *fmt, ...)
 	printf("\n");
 	fflush(stdout);
 	exit(2);
+}
+
+/* Zeroed memory aligned for the 128-byte per-CPU slots of the tests
+ * (calloc only guarantees 16). Aborts the test when out of memory. */
+static inline void *zalloc_aligned(size_t size)
+{
+	size_t rounded = (size + 127) & ~(size_t)127;
+	void *p = aligned_alloc(128, rounded ? rounded : 128);
+
+	if (!p)
+		bail_out("out of memory");
+	memset(p, 0, rounded);
+	return p;
 }
 
 static inline int exit_status(void)

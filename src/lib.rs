@@ -27,6 +27,19 @@
 // The operations mirror librseq's C signatures, which take up to nine arguments.
 #![allow(clippy::too_many_arguments)]
 
+/// A USDT probe (`probe::probe!`), compiled out under Miri, which cannot
+/// run the probe's inline assembly (the arguments are still evaluated).
+macro_rules! usdt {
+    ($provider:ident, $name:ident $(, $arg:expr)* $(,)?) => {{
+        #[cfg(not(miri))]
+        probe::probe!($provider, $name $(, $arg)*);
+        #[cfg(miri)]
+        {
+            $(let _ = $arg;)*
+        }
+    }};
+}
+
 pub mod abi;
 pub mod arch;
 mod capi;

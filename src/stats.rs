@@ -40,7 +40,7 @@ pub static FALLBACKS: Counter = Counter::new();
 #[inline]
 pub fn record_abort() {
     ABORTS.bump();
-    probe::probe!(rseq, abort);
+    usdt!(rseq, abort);
 }
 
 /// Records one fallback from an rseq fast path to a cpu-op (the
@@ -48,7 +48,7 @@ pub fn record_abort() {
 #[inline]
 pub fn record_fallback(cpu: i32) {
     FALLBACKS.bump();
-    probe::probe!(rseq, fallback, cpu);
+    usdt!(rseq, fallback, cpu);
 }
 
 /// The counters (`struct cpu_op_counters` in C; new fields are only ever

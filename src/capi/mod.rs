@@ -19,6 +19,7 @@ use crate::sys::Errno;
 mod accessors;
 mod cpu;
 mod cpu_op;
+#[cfg(not(miri))]
 mod interpose;
 mod ops;
 mod percpu;

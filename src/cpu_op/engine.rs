@@ -161,12 +161,35 @@ pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Resu
     result
 }
 
-/// Runs `f` with every ownership word of every possible CPU held, so that
-/// no cpu-op is half done while it runs; used around `fork()`.
-fn lock_all() {
+/// How `before_fork` left the ownership words.
+static FORK_STATE: AtomicU32 = AtomicU32::new(FORK_NONE);
+/// No fork in progress.
+const FORK_NONE: u32 = 0;
+/// `before_fork` holds every word: no vector is half done.
+const FORK_ALL_HELD: u32 = 1;
+/// `fork()` was called from a signal handler that interrupted a cpu-op
+/// of the forking thread: `before_fork` took nothing (waiting could close
+/// a cycle, see [`Marker`]).
+const FORK_NESTED: u32 = 2;
+
+/// Whether the calling thread holds `word` of `target`/`mode`, according
+/// to the holder field or, for a word taken a moment before the holder
+/// was written, the thread's marker.
+fn held_by_me(holder: &AtomicUsize, marker: u64, target: i32, mode: PercpuMode) -> bool {
+    holder.load(Ordering::Relaxed) == self_id()
+        || marker == 1 + ((target as u32 as u64) << 1 | mode as u64)
+}
+
+/// Before `fork()`: takes every ownership word of every possible CPU, so
+/// that no cpu-op is half done when the child's memory is copied. From a
+/// signal handler that interrupted a cpu-op of this thread, it takes
+/// nothing: the child then frees the words of the threads it does not
+/// have (their vectors may stay half done there, as if those threads had
+/// died mid-vector) and keeps this thread's, which its interrupted cpu-op
+/// releases when the handler returns.
+extern "C" fn before_fork() {
     if Marker::active() {
-        // fork() from a signal handler that interrupted a cpu-op: taking
-        // the words could wait for this very thread. Leave them.
+        FORK_STATE.store(FORK_NESTED, Ordering::Relaxed);
         return;
     }
     // Held until after the fork: a cpu-op from a signal handler meanwhile
@@ -178,23 +201,17 @@ fn lock_all() {
             lock(word, holder, slot, -1);
         }
     }
-    LOCKED_FOR_FORK.store(1, Ordering::Relaxed);
+    FORK_STATE.store(FORK_ALL_HELD, Ordering::Relaxed);
 }
 
-static LOCKED_FOR_FORK: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn before_fork() {
-    lock_all();
-}
-
-/// Clears the marker `lock_all` left set.
+/// Clears the marker `before_fork` left set.
 fn clear_fork_marker() {
     // SAFETY: the calling thread's static-TLS word.
     unsafe { rseq_impl_cpu_op_marker_ptr().write_volatile(0) };
 }
 
 extern "C" fn after_fork_parent() {
-    if LOCKED_FOR_FORK.swap(0, Ordering::Relaxed) == 0 {
+    if FORK_STATE.swap(FORK_NONE, Ordering::Relaxed) != FORK_ALL_HELD {
         return;
     }
     clear_fork_marker();
@@ -207,13 +224,21 @@ extern "C" fn after_fork_parent() {
 }
 
 extern "C" fn after_fork_child() {
-    // The only thread of the child is the one that forked; no vector was
-    // half done (before_fork held every word), and nobody sleeps on them.
-    if LOCKED_FOR_FORK.swap(0, Ordering::Relaxed) != 0 {
+    // The only thread of the child is the one that forked, and nobody
+    // sleeps on the words.
+    let state = FORK_STATE.swap(FORK_NONE, Ordering::Relaxed);
+    // SAFETY: the calling thread's static-TLS word.
+    let marker = unsafe { rseq_impl_cpu_op_marker_ptr().read_volatile() };
+    if state == FORK_ALL_HELD {
         clear_fork_marker();
-        for slot in owner::possible_slots() {
+    }
+    if state != FORK_NONE {
+        for (n, slot) in owner::possible_slots().enumerate() {
             for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
                 let (word, holder) = slot.word(mode);
+                if state == FORK_NESTED && held_by_me(holder, marker, n as i32, mode) {
+                    continue;
+                }
                 holder.store(0, Ordering::Relaxed);
                 word.store(0, Ordering::Release);
             }

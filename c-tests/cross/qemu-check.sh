@@ -21,7 +21,7 @@ case $target_dir in
 "" | /*) ;;
 *) target_dir=$PWD/$target_dir ;;
 esac
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 target_dir=${target_dir:-$root/target}
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# speed: slow
+# speed: fast
 # Every C test (c-tests/*_test.c, inline and -DRSEQ_NO_INLINE) built with
 # -fsanitize=address,undefined -fno-omit-frame-pointer by gcc and by
 # clang, linked with the real library (dlopen_test loads it), run with

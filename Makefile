@@ -64,6 +64,7 @@ check: check-rust check-c check-elf check-cross
 check-rust:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 # Stage an install exactly as users get it, then build and run every C
 # test against it through pkg-config.

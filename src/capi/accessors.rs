@@ -1,8 +1,6 @@
 //! CPU-number accessors, exported for callers that cannot use the inline
 //! versions of `<rseq/rseq.h>` (other languages, `RSEQ_NO_INLINE`).
 
-use core::sync::atomic::Ordering;
-
 use super::{guard, RseqAbi};
 use crate::{arch, cpu, registration};
 
@@ -11,7 +9,7 @@ use crate::{arch, cpu, registration};
 pub extern "C" fn rseq_get_abi() -> *mut RseqAbi {
     guard(core::ptr::null_mut(), || {
         arch::thread_pointer()
-            .wrapping_offset(registration::rseq_offset.load(Ordering::Relaxed))
+            .wrapping_offset(registration::offset())
             .cast()
     })
 }

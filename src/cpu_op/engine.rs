@@ -129,7 +129,7 @@ pub fn target_slot(target: i32, mode: PercpuMode) -> Result<&'static Slot, Errno
 ///
 /// Fails with EINVAL for an invalid target or one that cannot be fenced,
 /// EDEADLK when called from a signal handler that interrupted a cpu-op of
-/// the same thread, if the target is not free (see [`Marker`]).
+/// the same thread, if the target is not free (see `Marker`).
 pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Result<R, Errno> {
     let slot = target_slot(target, mode)?;
     let marker = Marker::for_target(target, mode);

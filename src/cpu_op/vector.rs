@@ -4,7 +4,7 @@
 //! Everything here is pure logic over a copy of the caller's vector: no
 //! memory of the caller is touched, so it runs under Miri. Checking that
 //! the addresses can be accessed is [`super::access`]'s job; running the
-//! operations is [`super::engine`]'s.
+//! operations is `engine`'s.
 
 use crate::sys::Errno;
 

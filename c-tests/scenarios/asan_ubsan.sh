@@ -4,8 +4,7 @@
 # -fsanitize=address,undefined -fno-omit-frame-pointer by gcc and by
 # clang, linked with the real library (dlopen_test loads it), run with
 # glibc's registration on and off (param_test at 25% scale). Options:
-# ASAN_OPTIONS=detect_leaks=1 (LeakSanitizer on, with
-# src/lsan-test-leaks.supp for a leak in a test's own code),
+# ASAN_OPTIONS=detect_leaks=1 (LeakSanitizer on, no suppressions),
 # UBSAN_OPTIONS=print_stacktrace=1. Nothing is excluded: ASan runs the
 # ptrace single-stepping and seccomp parts of cpu_op_progress_test too.
 # Per run: the test passes. Per test and build: no sanitizer report
@@ -16,8 +15,7 @@
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
 ASAN_OPTIONS=detect_leaks=1
 UBSAN_OPTIONS=print_stacktrace=1
-LSAN_OPTIONS=suppressions=$SCEN_SRC/lsan-test-leaks.supp:print_suppressions=1
-export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+export ASAN_OPTIONS UBSAN_OPTIONS
 CFLAGS_CT=$(pkg-config --cflags librseq libcpu-op)
 LIBS_CT=$(pkg-config --libs librseq)
 echo 'int main(void) { return 0; }' >"$WORK/t.c"

@@ -27,13 +27,21 @@ fn self_id() -> usize {
     unsafe { libc::pthread_self() as usize }
 }
 
+/// Takes an ownership word if it is free.
+fn try_lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
+    let taken = word
+        .compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok();
+    if taken {
+        holder.store(self_id(), Ordering::Relaxed);
+    }
+    taken
+}
+
 /// Takes an ownership word, sleeping on the futex while another thread
 /// holds it.
 fn lock(word: &AtomicU32, holder: &AtomicUsize, slot: &Slot, target: i32) {
-    if word
-        .compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed)
-        .is_err()
-    {
+    if !try_lock(word, holder) {
         let mut c = word.swap(CONTENDED, Ordering::SeqCst);
         while c != 0 {
             slot.count(COUNT_WAITS);
@@ -41,8 +49,8 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize, slot: &Slot, target: i32) {
             sys::futex_wait(word, CONTENDED);
             c = word.swap(CONTENDED, Ordering::SeqCst);
         }
+        holder.store(self_id(), Ordering::Relaxed);
     }
-    holder.store(self_id(), Ordering::Relaxed);
 }
 
 /// Releases an ownership word, waking one sleeper if there may be one.
@@ -84,8 +92,13 @@ impl Marker {
         Marker { cell, previous }
     }
 
+    /// The marker value of a target (never 0).
+    fn value(target: i32, mode: PercpuMode) -> u64 {
+        1 + ((target as u32 as u64) << 1 | mode as u64)
+    }
+
     fn for_target(target: i32, mode: PercpuMode) -> Marker {
-        Marker::enter(1 + ((target as u32 as u64) << 1 | mode as u64))
+        Marker::enter(Marker::value(target, mode))
     }
 
     /// Whether the thread already held words when this marker was set.
@@ -135,28 +148,20 @@ pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Resu
     let marker = Marker::for_target(target, mode);
     let (word, holder) = slot.word(mode);
     if marker.nested() {
-        if word
-            .compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed)
-            .is_err()
-        {
+        if !try_lock(word, holder) {
             return Err(Errno(libc::EDEADLK));
         }
-        holder.store(self_id(), Ordering::Relaxed);
     } else {
         lock(word, holder, slot, target);
     }
-    let fenced = cpu_fence::fence(target, mode);
-    let result = match fenced {
-        Ok(kind) => {
-            slot.count(COUNT_FENCES + kind as usize);
-            slot.count(COUNT_VECTORS);
-            usdt!(cpu_op, begin, target, mode as u32, kind as u32);
-            let r = f();
-            usdt!(cpu_op, end, target);
-            Ok(r)
-        }
-        Err(e) => Err(e),
-    };
+    let result = cpu_fence::fence(target, mode).map(|kind| {
+        slot.count(COUNT_FENCES + kind as usize);
+        slot.count(COUNT_VECTORS);
+        usdt!(cpu_op, begin, target, mode as u32, kind as u32);
+        let r = f();
+        usdt!(cpu_op, end, target);
+        r
+    });
     unlock(word, holder);
     result
 }

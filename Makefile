@@ -18,7 +18,10 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SOVERSION := 0
 # What a static link of librseq.a needs besides it (rustc --print native-static-libs).
 LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-RELEASE := target/release
+# TARGET=<rust triple> builds and installs that target's library (the
+# i386 check uses it); empty: the host's.
+TARGET ?=
+RELEASE := target/$(if $(TARGET),$(TARGET)/)release
 STAGE := $(CURDIR)/build-out/stage
 
 HEADERS := $(wildcard include/rseq/*.h)
@@ -26,12 +29,12 @@ GENERATED_HEADERS := $(wildcard include/rseq/generated/*.h)
 COMPAT_HEADERS := $(wildcard include/rseq/compat/linux/*.h)
 PC_FILES := librseq.pc libcpu-op.pc
 
-.PHONY: all build install uninstall check check-rust check-c check-slow check-elf check-cross headers bench clean
+.PHONY: all build install uninstall check check-rust check-c check-slow check-elf check-cross check-i386 check-cross-rust headers bench clean
 
 all: build
 
 build:
-	$(CARGO) build --release --lib
+	$(CARGO) build --release --lib $(if $(TARGET),--target $(TARGET))
 
 install: build
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rseq/generated $(DESTDIR)$(PKGCONFIGDIR)
@@ -59,7 +62,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq $(DESTDIR)$(DATADIR)/librseq
 	for pc in $(PC_FILES); do rm -f $(DESTDIR)$(PKGCONFIGDIR)/$$pc; done
 
-check: check-rust check-c check-elf check-cross
+check: check-rust check-c check-elf check-cross check-i386
 
 check-rust:
 	$(CARGO) test --all-targets
@@ -73,8 +76,9 @@ check-c:
 	$(MAKE) install PREFIX=$(STAGE)
 	$(MAKE) -C c-tests check STAGE=$(STAGE)
 
-# The reliability scenarios too slow for every CI run (see RELIABILITY.md).
-check-slow:
+# The reliability scenarios too slow for every CI run (see RELIABILITY.md),
+# and the Rust tests on i386 (real rseq) and riscv64 (qemu-user, no rseq).
+check-slow: check-cross-rust
 	rm -rf $(STAGE)
 	$(MAKE) install PREFIX=$(STAGE)
 	$(MAKE) -C c-tests check-slow STAGE=$(STAGE)
@@ -95,6 +99,32 @@ check-cross:
 		python3 c-tests/cross/aarch64-elf-check.py target/aarch64-unknown-linux-gnu/release/librseq.so; \
 	else echo "aarch64 ELF check: SKIPPED (no aarch64 binutils or library)"; fi
 	c-tests/cross/unsupported-check.sh
+
+# i386 on this x86_64 kernel, with real rseq: the i686 library, every C
+# test (inline and RSEQ_NO_INLINE, glibc registration on and off) as
+# 32-bit programs, and the ELF check of its sections. Skips when the i686
+# cross tools or the Rust target are missing (.ci/run installs them).
+check-i386:
+	c-tests/cross/i386-check.sh
+
+# The Rust tests of other targets: i386 natively (the programs use the
+# cross libc's loader), riscv64 under qemu-user, where no section can
+# commit and the tests take the fallback (and cannot re-execute
+# themselves). Each skips when its tools are missing.
+I686_ENV := CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=i686-linux-gnu-gcc \
+	CC_i686_unknown_linux_gnu=i686-linux-gnu-gcc \
+	CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,--dynamic-linker=/usr/i686-linux-gnu/lib/ld-linux.so.2" \
+	LD_LIBRARY_PATH=/usr/i686-linux-gnu/lib
+RISCV64_ENV := CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER=riscv64-linux-gnu-gcc \
+	CC_riscv64gc_unknown_linux_gnu=riscv64-linux-gnu-gcc \
+	CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER="env RSEQ_TEST_NO_REEXEC=1 qemu-riscv64 -L /usr/riscv64-linux-gnu"
+check-cross-rust:
+	@if command -v i686-linux-gnu-gcc >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/i686-unknown-linux-gnu" ]; then \
+		$(I686_ENV) $(CARGO) test --target i686-unknown-linux-gnu --lib --tests; \
+	else echo "i386 Rust tests: SKIPPED (no i686-linux-gnu-gcc or Rust target)"; fi
+	@if command -v riscv64-linux-gnu-gcc >/dev/null && command -v qemu-riscv64 >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/riscv64gc-unknown-linux-gnu" ]; then \
+		$(RISCV64_ENV) $(CARGO) test --target riscv64gc-unknown-linux-gnu --test rust_api; \
+	else echo "riscv64 Rust tests: SKIPPED (no riscv64 cross tools, qemu-riscv64 or Rust target)"; fi
 
 headers:
 	RSEQ_BLESS=1 $(CARGO) test --test headers

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 mod seqgen;
 
 /// Architectures that have sequence templates.
-const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+const ARCHES: [&str; 3] = ["x86_64", "aarch64", "i386"];
 
 /// The SONAME of the C library: a drop-in for librseq.
 const SONAME: &str = "librseq.so.0";
@@ -65,7 +65,10 @@ fn generate_sequences(out: &Path, target_arch: &str) {
             seqgen::parse_arch(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"))
         })
         .collect();
-    let rust = match archs.iter().find(|a| a.name == target_arch) {
+    // An architecture file names its Rust target by `rust_cfg` (i386 is
+    // Rust's "x86").
+    let cfg = format!("target_arch = \"{target_arch}\"");
+    let rust = match archs.iter().find(|a| a.rust_cfg == cfg) {
         Some(arch) => seqgen::emit_rust(arch, &spec),
         None => seqgen::emit_rust_unsupported(&spec),
     }

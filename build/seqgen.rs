@@ -69,6 +69,11 @@ pub struct Arch {
     pub c_area: String,
     pub sig: String,
     pub clobbers: Vec<String>,
+    /// Bytes per slot of the operand block (0: the architecture has none).
+    pub block_slot: usize,
+    /// How a section addresses a block slot: `@OFF@` is the byte offset,
+    /// `{block}` the register holding the block's address.
+    pub block_operand: String,
     pub fragments: BTreeMap<String, Vec<String>>,
     pub ops: BTreeMap<String, Body>,
 }
@@ -233,6 +238,12 @@ pub fn parse_arch(text: &str) -> Result<Arch, String> {
             "c_area" => arch.c_area = value.into(),
             "sig" => arch.sig = value.into(),
             "clobber" => arch.clobbers = value.split_whitespace().map(String::from).collect(),
+            "block_slot" => {
+                arch.block_slot = value
+                    .parse()
+                    .map_err(|_| format!("bad block_slot: {line}"))?
+            }
+            "block_operand" => arch.block_operand = value.into(),
             "fragment" | "op" => {
                 let mut body = Body::default();
                 loop {
@@ -271,6 +282,9 @@ pub fn parse_arch(text: &str) -> Result<Arch, String> {
             return Err(format!("architecture file lacks `{what}`"));
         }
     }
+    if (arch.block_slot == 0) != arch.block_operand.is_empty() {
+        return Err("block_slot and block_operand go together".into());
+    }
     Ok(arch)
 }
 
@@ -279,11 +293,60 @@ pub fn variant_name(family: &str, order: &str, mode: &str) -> String {
     format!("{family}_{order}_{mode}")
 }
 
-/// One expanded section: template lines (operand syntax still `{x}`) and
-/// the registers it clobbers.
+/// One expanded section: template lines (operand syntax still `{x}`),
+/// the registers it clobbers, and the operands it reads from its block.
 pub struct Expanded {
     pub lines: Vec<String>,
     pub clobbers: Vec<String>,
+    /// Operands passed in memory (`{name:m}`), in slot order; the lines
+    /// address them through the `{block}` operand.
+    pub block: Vec<String>,
+}
+
+/// The name of the operand holding the block's address.
+pub const BLOCK: &str = "block";
+
+/// Replaces every `{name:m}` by the architecture's block addressing, one
+/// slot per operand in order of first use.
+fn use_block(arch: &Arch, lines: Vec<String>) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut block: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(lines.len());
+    for l in &lines {
+        let mut s = String::new();
+        for p in pieces(l)? {
+            match p {
+                Piece::Text(t) => s.push_str(t),
+                Piece::Operand {
+                    name,
+                    modifier: Some("m"),
+                } => {
+                    if arch.block_slot == 0 {
+                        return Err(format!("{}: {{{name}:m}} without a block", arch.name));
+                    }
+                    let slot = match block.iter().position(|b| b == name) {
+                        Some(i) => i,
+                        None => {
+                            block.push(name.to_string());
+                            block.len() - 1
+                        }
+                    };
+                    let off = (slot * arch.block_slot).to_string();
+                    s.push_str(&arch.block_operand.replace("@OFF@", &off));
+                }
+                Piece::Operand { name, modifier } => {
+                    s.push('{');
+                    s.push_str(name);
+                    if let Some(m) = modifier {
+                        s.push(':');
+                        s.push_str(m);
+                    }
+                    s.push('}');
+                }
+            }
+        }
+        out.push(s);
+    }
+    Ok((out, block))
 }
 
 fn fragment<'a>(arch: &'a Arch, name: &str) -> Result<&'a [String], String> {
@@ -326,9 +389,14 @@ pub fn expand(arch: &Arch, family: &Family, order: &str, mode: &str) -> Result<E
         .into_iter()
         .map(|l| l.replace("@SIG@", &arch.sig))
         .collect();
+    let (lines, block) = use_block(arch, lines)?;
     let mut clobbers = arch.clobbers.clone();
     clobbers.extend(body.clobbers.iter().cloned());
-    Ok(Expanded { lines, clobbers })
+    Ok(Expanded {
+        lines,
+        clobbers,
+        block,
+    })
 }
 
 /// A piece of a template line: literal text or an operand reference.
@@ -441,6 +509,44 @@ pub fn emit_rust(arch: &Arch, spec: &Spec) -> Result<String, String> {
                     args.push(format!("{}: {}", p.name, rust_type(&p.ty)?));
                 }
                 writeln!(out, "{}) -> i32 {{", args.join(", ")).unwrap();
+                if !x.block.is_empty() {
+                    let slots: Vec<String> = x
+                        .block
+                        .iter()
+                        .map(|b| {
+                            let ty = COMMON
+                                .iter()
+                                .find(|c| c.0 == b)
+                                .map(|c| Ok(c.1))
+                                .or_else(|| {
+                                    family
+                                        .params
+                                        .iter()
+                                        .find(|p| p.name == *b)
+                                        .map(|p| rust_type(&p.ty))
+                                })
+                                .ok_or(format!("{name}: unknown block operand {b}"))??;
+                            Ok(if ty == "usize" {
+                                b.clone()
+                            } else {
+                                format!("{b} as usize")
+                            })
+                        })
+                        .collect::<Result<_, String>>()?;
+                    writeln!(
+                        out,
+                        "    // The operands the section reads from memory (asm/{}.rseq).",
+                        arch.name
+                    )
+                    .unwrap();
+                    writeln!(
+                        out,
+                        "    let {BLOCK}: [usize; {}] = [{}];",
+                        slots.len(),
+                        slots.join(", ")
+                    )
+                    .unwrap();
+                }
                 writeln!(
                     out,
                     "    // SAFETY: the section only touches the memory the caller vouched for,"
@@ -469,6 +575,8 @@ pub fn emit_rust(arch: &Arch, spec: &Spec) -> Result<String, String> {
                 for op in &used {
                     if let Some((label, code)) = labels.iter().find(|(l, _)| l == op) {
                         writeln!(out, "            {label} = label {{ return {code}; }},").unwrap();
+                    } else if op == BLOCK && !x.block.is_empty() {
+                        writeln!(out, "            {BLOCK} = in(reg) {BLOCK}.as_ptr(),").unwrap();
                     } else if all_inputs.contains(&op.as_str()) {
                         writeln!(out, "            {op} = in(reg) {op},").unwrap();
                     } else {
@@ -476,7 +584,7 @@ pub fn emit_rust(arch: &Arch, spec: &Spec) -> Result<String, String> {
                     }
                 }
                 for input in &all_inputs {
-                    if !used.iter().any(|u| u == input) {
+                    if !used.iter().chain(&x.block).any(|u| u == input) {
                         return Err(format!("{name}: parameter {input} is never used"));
                     }
                 }
@@ -620,6 +728,17 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         params.push(c_decl(c_type(&p.ty)?, &p.name));
                     }
                     writeln!(out, "\nstatic inline __attribute__((always_inline)) int\nrseq_arch_{name}({})\n{{", params.join(", ")).unwrap();
+                    if !x.block.is_empty() {
+                        let slots: Vec<String> =
+                            x.block.iter().map(|b| format!("(uintptr_t){b}")).collect();
+                        writeln!(
+                            out,
+                            "\tconst uintptr_t __rseq_block[{}] = {{ {} }};",
+                            slots.len(),
+                            slots.join(", ")
+                        )
+                        .unwrap();
+                    }
                     writeln!(out, "\t__asm__ __volatile__ goto (").unwrap();
                     for l in &x.lines {
                         writeln!(out, "\t\t\"{}\\n\"", quote(&c_line(arch, l, &labels)?)).unwrap();
@@ -628,7 +747,13 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                     let inputs: Vec<String> = used
                         .iter()
                         .filter(|u| !labels.iter().any(|(l, _)| l == *u))
-                        .map(|u| format!("[{u}] \"r\" ({u})"))
+                        .map(|u| {
+                            if u == BLOCK && !x.block.is_empty() {
+                                format!("[{u}] \"r\" (__rseq_block)")
+                            } else {
+                                format!("[{u}] \"r\" ({u})")
+                            }
+                        })
                         .collect();
                     writeln!(out, "\t\t: {}", inputs.join(",\n\t\t  ")).unwrap();
                     let clobbers: Vec<String> = ["memory", "cc"]

@@ -489,6 +489,8 @@ static int seccomp_child(const char *which)
 
 #if defined(__x86_64__)
 # define AUDIT_ARCH_SELF AUDIT_ARCH_X86_64
+#elif defined(__i386__)
+# define AUDIT_ARCH_SELF AUDIT_ARCH_I386
 #elif defined(__aarch64__)
 # define AUDIT_ARCH_SELF AUDIT_ARCH_AARCH64
 #endif

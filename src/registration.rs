@@ -136,6 +136,8 @@ pub fn area() -> Option<*mut abi::Rseq> {
 pub fn kernel_feature_size() -> u32 {
     match sys::getauxval(abi::AT_RSEQ_FEATURE_SIZE) {
         0 => abi::ORIG_RSEQ_FEATURE_SIZE,
+        // c_ulong is already u32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
         n => n as u32,
     }
 }
@@ -145,6 +147,8 @@ pub fn kernel_feature_size() -> u32 {
 pub fn kernel_area_align() -> u32 {
     match sys::getauxval(abi::AT_RSEQ_ALIGN) {
         0 => abi::ORIG_RSEQ_ALLOC_SIZE,
+        // c_ulong is already u32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
         n => n as u32,
     }
 }

@@ -71,6 +71,8 @@ pub fn rseq_probe() -> Errno {
 }
 
 /// `membarrier(cmd, flags, cpu_id)`.
+// c_long is already i32 on 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 pub fn membarrier(cmd: i32, flags: u32, cpu: i32) -> Result<i32> {
     // SAFETY: membarrier takes no pointers.
     check(unsafe { libc::syscall(abi::SYS_MEMBARRIER, cmd, flags, cpu) }).map(|r| r as i32)

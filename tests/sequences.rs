@@ -12,6 +12,8 @@ fn c_arch_guard() -> Option<&'static str> {
         Some("defined(__x86_64__)")
     } else if cfg!(target_arch = "aarch64") {
         Some("defined(__aarch64__)")
+    } else if cfg!(target_arch = "x86") {
+        Some("defined(__i386__)")
     } else {
         None
     }

@@ -4,7 +4,7 @@
  *
  * Link with `pkg-config --cflags --libs librseq`. Threads are registered
  * automatically; critical sections and CPU-number accessors are inline on
- * x86_64 and aarch64. Define RSEQ_NO_INLINE before including this header
+ * x86_64, i386 and aarch64. Define RSEQ_NO_INLINE before including this header
  * to call the library's exported functions instead (same behaviour).
  */
 #ifndef _RSEQ_RSEQ_H
@@ -84,13 +84,19 @@ static inline struct rseq_abi *rseq_get_abi(void)
 }
 
 /* Reads a 32-bit field of the calling thread's area (rseq_offset must be
- * non-zero). On x86_64 one %fs-relative load, without a separate read of
- * the thread pointer; volatile, since the kernel changes the fields. */
+ * non-zero). On x86 one %fs-relative (x86_64) or %gs-relative (i386) load,
+ * without a separate read of the thread pointer; volatile, since the
+ * kernel changes the fields. */
+#if defined(__x86_64__) || defined(__i386__)
 #if defined(__x86_64__)
+#define RSEQ_AREA_SEGMENT "%%fs"
+#else
+#define RSEQ_AREA_SEGMENT "%%gs"
+#endif
 #define RSEQ_AREA_READ_U32(field)						\
 	__extension__ ({							\
 		uint32_t __rseq_v;						\
-		__asm__ __volatile__ ("movl %%fs:%c1(%2), %0"			\
+		__asm__ __volatile__ ("movl " RSEQ_AREA_SEGMENT ":%c1(%2), %0"	\
 			: "=r" (__rseq_v)					\
 			: "i" (offsetof(struct rseq_abi, field)), "r" (rseq_offset)); \
 		__rseq_v;							\

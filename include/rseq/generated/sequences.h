@@ -2056,6 +2056,1083 @@ ne:
 abort:
 	return -1;
 }
+#elif defined(__i386__)
+#define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_offset)
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
+{
+	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
+{
+	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
+{
+	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expectnot, (uintptr_t)voffp };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[eq], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	je %l[eq]\n"
+		"	movl %%eax, (%[load])\n"
+		"	addl 12(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [load] "r" (load)
+		: "memory", "cc", "eax"
+		: eq, abort);
+	return 0;
+eq:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
+{
+	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expectnot, (uintptr_t)voffp };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[eq], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	je %l[eq]\n"
+		"	movl %%eax, (%[load])\n"
+		"	addl 12(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [load] "r" (load)
+		: "memory", "cc", "eax"
+		: eq, abort);
+	return 0;
+eq:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
+{
+	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)count };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	addl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v)
+		: "memory", "cc", "eax"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
+{
+	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)count };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	addl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v)
+		: "memory", "cc", "eax"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
+{
+	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)off };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[ptr]), %%eax\n"
+		"	addl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	addl %[inc], (%%eax)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [ptr] "r" (ptr),
+		  [inc] "r" (inc)
+		: "memory", "cc", "eax"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
+{
+	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)off };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[ptr]), %%eax\n"
+		"	addl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	addl %[inc], (%%eax)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [ptr] "r" (ptr),
+		  [inc] "r" (inc)
+		: "memory", "cc", "eax"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v2])\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v2])\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v2])\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 12(%[block]), %%eax\n"
+		"	movl %%eax, (%[v2])\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)expect2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl (%[v2]), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
+{
+	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)expect2, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl (%[v2]), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%eax\n"
+		"	movl %%eax, (%[v])\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block),
+		  [v] "r" (v),
+		  [v2] "r" (v2)
+		: "memory", "cc", "eax"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%ecx\n"
+		"7:\n"
+		"	cmpl $4, %%ecx\n"
+		"	jb 8f\n"
+		"	subl $4, %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movl (%%edx,%%ecx), %%eax\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movl %%eax, (%%edx,%%ecx)\n"
+		"	jmp 7b\n"
+		"8:\n"
+		"	testl %%ecx, %%ecx\n"
+		"	jz 9f\n"
+		"	decl %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movb (%%edx,%%ecx), %%al\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movb %%al, (%%edx,%%ecx)\n"
+		"	jmp 8b\n"
+		"9:\n"
+		"	movl 8(%[block]), %%ecx\n"
+		"	movl 28(%[block]), %%eax\n"
+		"	movl %%eax, (%%ecx)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block)
+		: "memory", "cc", "eax", "ecx", "edx"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%ecx\n"
+		"7:\n"
+		"	cmpl $4, %%ecx\n"
+		"	jb 8f\n"
+		"	subl $4, %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movl (%%edx,%%ecx), %%eax\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movl %%eax, (%%edx,%%ecx)\n"
+		"	jmp 7b\n"
+		"8:\n"
+		"	testl %%ecx, %%ecx\n"
+		"	jz 9f\n"
+		"	decl %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movb (%%edx,%%ecx), %%al\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movb %%al, (%%edx,%%ecx)\n"
+		"	jmp 8b\n"
+		"9:\n"
+		"	movl 8(%[block]), %%ecx\n"
+		"	movl 28(%[block]), %%eax\n"
+		"	movl %%eax, (%%ecx)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block)
+		: "memory", "cc", "eax", "ecx", "edx"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%ecx\n"
+		"7:\n"
+		"	cmpl $4, %%ecx\n"
+		"	jb 8f\n"
+		"	subl $4, %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movl (%%edx,%%ecx), %%eax\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movl %%eax, (%%edx,%%ecx)\n"
+		"	jmp 7b\n"
+		"8:\n"
+		"	testl %%ecx, %%ecx\n"
+		"	jz 9f\n"
+		"	decl %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movb (%%edx,%%ecx), %%al\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movb %%al, (%%edx,%%ecx)\n"
+		"	jmp 8b\n"
+		"9:\n"
+		"	movl 8(%[block]), %%ecx\n"
+		"	movl 28(%[block]), %%eax\n"
+		"	movl %%eax, (%%ecx)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block)
+		: "memory", "cc", "eax", "ecx", "edx"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.long 4f, 0x0, (5f - 4f), 0x0, 6f, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.long 3b, 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[ne], 0x0\n"
+		"	.popsection\n"
+		"	call 1f\n"
+		"1:\n"
+		"	popl %%eax\n"
+		"	addl $(3b - 1b), %%eax\n"
+		"	movl %%eax, %%gs:8(%[area])\n"
+		"4:\n"
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz 6f\n"
+		"	cmpl $0, %%gs:4(%[area])\n"
+		"	jl 6f\n"
+		"	movl 4(%[block]), %%eax\n"
+		"	cmpl $0, (%%eax)\n"
+		"	jnz 6f\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[ne]\n"
+		"	movl 16(%[block]), %%ecx\n"
+		"7:\n"
+		"	cmpl $4, %%ecx\n"
+		"	jb 8f\n"
+		"	subl $4, %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movl (%%edx,%%ecx), %%eax\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movl %%eax, (%%edx,%%ecx)\n"
+		"	jmp 7b\n"
+		"8:\n"
+		"	testl %%ecx, %%ecx\n"
+		"	jz 9f\n"
+		"	decl %%ecx\n"
+		"	movl 20(%[block]), %%edx\n"
+		"	movb (%%edx,%%ecx), %%al\n"
+		"	movl 24(%[block]), %%edx\n"
+		"	movb %%al, (%%edx,%%ecx)\n"
+		"	jmp 8b\n"
+		"9:\n"
+		"	movl 8(%[block]), %%ecx\n"
+		"	movl 28(%[block]), %%eax\n"
+		"	movl %%eax, (%%ecx)\n"
+		"5:\n"
+		"	.pushsection __rseq_failure, \"ax\"\n"
+		"	.byte 0x0f, 0xb9, 0x3d\n"
+		"	.long 0x53053053\n"
+		"6:\n"
+		"	jmp %l[abort]\n"
+		"	.popsection\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [block] "r" (__rseq_block)
+		: "memory", "cc", "eax", "ecx", "edx"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
 #endif
 
 #if defined(RSEQ_ARCH_HAS_SEQUENCES) && !defined(RSEQ_NO_INLINE)

@@ -1,6 +1,7 @@
 # librseq (Rust implementation): build, install, test.
 #
 #   make install [PREFIX=/usr/local] [LIBDIR=...] [INCLUDEDIR=...] [DESTDIR=...]
+#   make install TARGET=i686-unknown-linux-gnu   (another Rust target's library)
 #   make check        every test: Rust tests, then C tests against a staged install
 #   make bench        the benchmark table (see BENCHMARKS.md)
 #   make headers      refresh the generated headers under include/rseq/generated

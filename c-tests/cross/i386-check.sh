@@ -3,8 +3,10 @@
 # programs real rseq: builds the i686 library (release) and stages an
 # install of it, builds every C test against it with i686-linux-gnu-gcc
 # (inline and -DRSEQ_NO_INLINE), runs them with glibc's registration on
-# and off (c-tests/run.sh), and checks the machine code of the sections
-# in the library and in an inline test program (i386-elf-check.py).
+# and off (c-tests/run.sh), checks the library's ELF properties and
+# exported symbols (c-tests/elf-check.sh) and the machine code of the
+# sections in the library and in an inline test program
+# (i386-elf-check.py).
 #
 # The programs run under the cross libc's own loader (linked with
 # --dynamic-linker=$SYSROOT/lib/ld-linux.so.2, libraries from
@@ -45,6 +47,9 @@ make --no-print-directory -s -C c-tests all STAGE="$stage" BIN=$bin CC="$cc" CXX
 
 status=0
 LD_LIBRARY_PATH=$sysroot/lib c-tests/run.sh "c-tests/$bin" "$stage/lib" || status=1
+echo "# elf-check.sh (SONAME, sections, USDT probes, exported symbols)"
+out=$(c-tests/elf-check.sh "$stage/lib/librseq.so.0" c-tests/exported-symbols.txt) || status=1
+printf '%s\n' "$out" | grep -v '^ok'
 for f in "$stage/lib/librseq.so.0" "c-tests/$bin/ops_test"; do
 	echo "# i386-elf-check.py $f"
 	out=$(python3 c-tests/cross/i386-elf-check.py "$f") || status=1

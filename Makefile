@@ -89,16 +89,22 @@ check-elf:
 	$(MAKE) install PREFIX=$(STAGE)
 	c-tests/elf-check.sh $(STAGE)/lib/librseq.so.$(SOVERSION) c-tests/exported-symbols.txt
 
-# Other architectures. aarch64: cross-build, check the generated machine
-# code of every section in the .so, and run the smoke test under
-# qemu-user (no rseq there, so the fallback paths run). riscv64 (no
-# sequences): the clean fallback builds and works under qemu-user. Each
-# step skips when its cross tools are missing (.ci/run installs them).
+# Other architectures. aarch64 and riscv64: cross-build, check the
+# generated machine code of every section in the .so, and run the smoke
+# test under qemu-user (no rseq there, so the fallback paths run, and the
+# test plays the kernel for the sections). armhf (no sequences): the clean
+# fallback builds and works under qemu-user. Each step skips when its
+# cross tools are missing (.ci/run installs them).
 check-cross:
-	c-tests/cross/qemu-check.sh
+	c-tests/cross/qemu-check.sh aarch64
 	@if command -v aarch64-linux-gnu-objdump >/dev/null && [ -f target/aarch64-unknown-linux-gnu/release/librseq.so ]; then \
 		python3 c-tests/cross/aarch64-elf-check.py target/aarch64-unknown-linux-gnu/release/librseq.so; \
 	else echo "aarch64 ELF check: SKIPPED (no aarch64 binutils or library)"; fi
+	c-tests/cross/qemu-check.sh riscv64
+	@if command -v riscv64-linux-gnu-objdump >/dev/null && [ -f target/riscv64gc-unknown-linux-gnu/release/librseq.so ]; then \
+		python3 c-tests/cross/riscv64-elf-check.py target/riscv64gc-unknown-linux-gnu/release/librseq.so && \
+		python3 c-tests/cross/riscv64-elf-check.py target/riscv64gc-unknown-linux-gnu/qemu-check/qemu_smoke-inline; \
+	else echo "riscv64 ELF check: SKIPPED (no riscv64 binutils or library)"; fi
 	c-tests/cross/unsupported-check.sh
 
 # i386 on this x86_64 kernel, with real rseq: the i686 library, every C
@@ -111,7 +117,8 @@ check-i386:
 # The Rust tests of other targets: i386 natively (the programs use the
 # cross libc's loader), riscv64 under qemu-user, where no section can
 # commit and the tests take the fallback (and cannot re-execute
-# themselves). Each skips when its tools are missing.
+# themselves), plus the C/Rust sequence comparison. Each skips when its
+# tools are missing.
 I686_ENV := CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=i686-linux-gnu-gcc \
 	CC_i686_unknown_linux_gnu=i686-linux-gnu-gcc \
 	CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,--dynamic-linker=/usr/i686-linux-gnu/lib/ld-linux.so.2" \
@@ -124,7 +131,7 @@ check-cross-rust:
 		$(I686_ENV) $(CARGO) test --target i686-unknown-linux-gnu --lib --tests; \
 	else echo "i386 Rust tests: SKIPPED (no i686-linux-gnu-gcc or Rust target)"; fi
 	@if command -v riscv64-linux-gnu-gcc >/dev/null && command -v qemu-riscv64 >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/riscv64gc-unknown-linux-gnu" ]; then \
-		$(RISCV64_ENV) $(CARGO) test --target riscv64gc-unknown-linux-gnu --test rust_api; \
+		$(RISCV64_ENV) $(CARGO) test --target riscv64gc-unknown-linux-gnu --test rust_api --test sequences; \
 	else echo "riscv64 Rust tests: SKIPPED (no riscv64 cross tools, qemu-riscv64 or Rust target)"; fi
 
 headers:

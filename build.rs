@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 mod seqgen;
 
 /// Architectures that have sequence templates.
-const ARCHES: [&str; 3] = ["x86_64", "aarch64", "i386"];
+const ARCHES: [&str; 4] = ["x86_64", "aarch64", "i386", "riscv64"];
 
 /// The SONAME of the C library: a drop-in for librseq.
 const SONAME: &str = "librseq.so.0";

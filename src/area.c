@@ -30,10 +30,21 @@ union rseq_impl_area {
 
 /* cpu_id starts at -1 (RSEQ_CPU_ID_UNINITIALIZED): an unregistered thread
  * must fail every critical section's CPU check. */
+#if defined(__riscv)
+/* On riscv the thread pointer points at the first TLS block itself, so the
+ * area could sit at offset 0, the rseq_offset value that means "no area":
+ * keep one aligned slot in front of it. */
+static __thread union rseq_impl_area rseq_impl_area_lead[2]
+	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_SIZE))) = {
+	[1] = { .head = { .cpu_id_start = 0, .cpu_id = (uint32_t)-1 } },
+};
+#define rseq_impl_area (rseq_impl_area_lead[1])
+#else
 static __thread union rseq_impl_area rseq_impl_area
 	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_SIZE))) = {
 	.head = { .cpu_id_start = 0, .cpu_id = (uint32_t)-1 },
 };
+#endif
 
 /* Private per-thread registration state (never kernel-owned memory). */
 static __thread uint64_t rseq_impl_thread_state

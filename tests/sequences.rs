@@ -14,6 +14,8 @@ fn c_arch_guard() -> Option<&'static str> {
         Some("defined(__aarch64__)")
     } else if cfg!(target_arch = "x86") {
         Some("defined(__i386__)")
+    } else if cfg!(target_arch = "riscv64") {
+        Some("defined(__riscv) && __riscv_xlen == 64")
     } else {
         None
     }

@@ -8,10 +8,11 @@
 #
 # Prints TAP (one test point per run, the program's own TAP indented
 # above it) and exits non-zero when a run fails. Exits 0 with a SKIP
-# message when the cross compiler, the aarch64 sysroot, the Rust aarch64
-# target or qemu-aarch64 is missing.
+# message when the cross compiler, the sysroot, the Rust target or qemu is
+# missing.
 #
-#   c-tests/qemu-check.sh        (honours CARGO_TARGET_DIR, else target/)
+#   c-tests/cross/qemu-check.sh [aarch64|riscv64]   (default aarch64;
+#                                honours CARGO_TARGET_DIR, else target/)
 set -u
 
 # A relative CARGO_TARGET_DIR is relative to the caller's directory, as
@@ -25,10 +26,25 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 target_dir=${target_dir:-$root/target}
 
-triple=aarch64-unknown-linux-gnu
-cc=${AARCH64_CC:-aarch64-linux-gnu-gcc}
-qemu=${QEMU_AARCH64:-qemu-aarch64}
-sysroot=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
+arch=${1:-aarch64}
+case $arch in
+aarch64)
+	triple=aarch64-unknown-linux-gnu
+	cc=${AARCH64_CC:-aarch64-linux-gnu-gcc}
+	qemu=${QEMU_AARCH64:-qemu-aarch64}
+	sysroot=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
+	;;
+riscv64)
+	triple=riscv64gc-unknown-linux-gnu
+	cc=${RISCV64_CC:-riscv64-linux-gnu-gcc}
+	qemu=${QEMU_RISCV64:-qemu-riscv64}
+	sysroot=${RISCV64_SYSROOT:-/usr/riscv64-linux-gnu}
+	;;
+*)
+	echo "Bail out! unknown architecture $arch"
+	exit 1
+	;;
+esac
 cargo=${CARGO:-cargo}
 
 skip() {
@@ -49,9 +65,9 @@ out=$target_dir/$triple/qemu-check
 rm -rf "$out"
 mkdir -p "$out/lib" || exit 1
 echo "# building the $triple library (release) into $release"
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-$cc} \
-CC_aarch64_unknown_linux_gnu=${CC_aarch64_unknown_linux_gnu:-$cc} \
-CARGO_TARGET_DIR=$target_dir \
+upper=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
+lower=$(printf '%s' "$triple" | tr '-' '_')
+env "CARGO_TARGET_${upper}_LINKER=$cc" "CC_${lower}=$cc" CARGO_TARGET_DIR="$target_dir" \
 	"$cargo" build --release --lib --target "$triple" >"$out/build.log" 2>&1 || {
 	sed 's/^/# /' "$out/build.log"
 	echo "Bail out! cargo build --target $triple failed"

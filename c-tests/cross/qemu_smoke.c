@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * aarch64 smoke test under qemu-user, which has no rseq system call (it
+ * aarch64 and riscv64 smoke test under qemu-user, which has no rseq system call (it
  * answers ENOSYS): checks that the library reports rseq as unavailable,
  * that every critical section aborts (-1) without committing anything,
  * that the CPU-number accessors fall back to sched_getcpu(), and that
@@ -8,20 +8,20 @@
  *
  * Then, since no kernel owns the area, it plays the kernel: it writes a
  * CPU number into the thread's area (cpu_id_start, cpu_id, mm_cid) and
- * checks what every aarch64 section body does when its checks pass
+ * checks what every section body does when its checks pass
  * (commit, compare failure, memcpy of every length up to 40 bytes), and
  * that it still aborts on a wrong CPU, on a CPU owned by a cpu-op (the
- * ldar of the ownership word) and, in mm_cid mode, while cpu_id says
+ * acquire load of the ownership word) and, in mm_cid mode, while cpu_id says
  * "not registered". It also checks the descriptor the section stored in
  * rseq_cs: version 0, post-commit offset sane, RSEQ_SIG before abort_ip.
  * Nothing restarts a section under qemu, so these results are exact.
  *
  * Not one of the native *_test.c programs (it expects rseq to be missing).
- * c-tests/qemu-check.sh builds the aarch64 library, compiles this file
- * with aarch64-linux-gnu-gcc twice (inline sections and -DRSEQ_NO_INLINE)
- * and runs both under `qemu-aarch64 -L /usr/aarch64-linux-gnu`:
+ * c-tests/cross/qemu-check.sh builds the library, compiles this file with
+ * the cross compiler twice (inline sections and -DRSEQ_NO_INLINE) and runs
+ * both under `qemu-ARCH -L /usr/ARCH-linux-gnu`:
  *
- *   c-tests/qemu-check.sh
+ *   c-tests/cross/qemu-check.sh [aarch64|riscv64]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,6 +143,13 @@ static uint32_t *owner_word(int n, enum rseq_percpu_mode mode)
 }
 
 /* The descriptor the last section stored in rseq_cs looks right. */
+/* Instruction alignment: riscv's compressed instructions are 2 bytes. */
+#if defined(__riscv)
+#define INSN_ALIGN_MASK 1
+#else
+#define INSN_ALIGN_MASK 3
+#endif
+
 static int descriptor_ok(void)
 {
 	const struct rseq_abi_cs *cs =
@@ -151,7 +158,7 @@ static int descriptor_ok(void)
 
 	if (!cs || ((uintptr_t)cs & 31) || cs->version || cs->flags)
 		return 0;
-	if (!cs->post_commit_offset || cs->post_commit_offset > 512 || (cs->start_ip & 3))
+	if (!cs->post_commit_offset || cs->post_commit_offset > 512 || (cs->start_ip & INSN_ALIGN_MASK))
 		return 0;
 	if (cs->abort_ip >= cs->start_ip && cs->abort_ip < cs->start_ip + cs->post_commit_offset)
 		return 0;

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The clean fallback on an architecture without critical sections
- * (riscv64 here, run under qemu-user): the library loads, never registers
+ * (armhf here, run under qemu-user): the library loads, never registers
  * a thread, every critical section returns -1 without committing,
  * rseq_available() is false with errno ENOTSUP, the CPU-number accessors
  * fall back to getcpu(), and the cpu-op and percpu_* paths still work.
  *
- * Built and run by c-tests/cross/qemu-check.sh.
+ * Built and run by c-tests/cross/unsupported-check.sh.
  */
 #define _GNU_SOURCE
 #include <errno.h>

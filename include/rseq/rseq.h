@@ -4,8 +4,9 @@
  *
  * Link with `pkg-config --cflags --libs librseq`. Threads are registered
  * automatically; critical sections and CPU-number accessors are inline on
- * x86_64, i386 and aarch64. Define RSEQ_NO_INLINE before including this header
- * to call the library's exported functions instead (same behaviour).
+ * x86_64, i386, aarch64 and riscv64. Define RSEQ_NO_INLINE before
+ * including this header to call the library's exported functions instead
+ * (same behaviour).
  */
 #ifndef _RSEQ_RSEQ_H
 #define _RSEQ_RSEQ_H

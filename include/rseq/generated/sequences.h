@@ -3133,6 +3133,1049 @@ ne:
 abort:
 	return -1;
 }
+#elif defined(__riscv) && __riscv_xlen == 64
+#define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_thread_pointer() + (uintptr_t)rseq_offset)
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[eq]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	beq t6, %[expectnot], %l[eq]\n"
+		"	sd t6, 0(%[load])\n"
+		"	add t6, t6, %[voffp]\n"
+		"	ld t6, 0(t6)\n"
+		"	sd t6, 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expectnot] "r" (expectnot),
+		  [load] "r" (load),
+		  [voffp] "r" (voffp)
+		: "memory", "cc", "t6"
+		: eq, abort);
+	return 0;
+eq:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[eq]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	beq t6, %[expectnot], %l[eq]\n"
+		"	sd t6, 0(%[load])\n"
+		"	add t6, t6, %[voffp]\n"
+		"	ld t6, 0(t6)\n"
+		"	sd t6, 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expectnot] "r" (expectnot),
+		  [load] "r" (load),
+		  [voffp] "r" (voffp)
+		: "memory", "cc", "t6"
+		: eq, abort);
+	return 0;
+eq:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	add t6, t6, %[count]\n"
+		"	sd t6, 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [count] "r" (count)
+		: "memory", "cc", "t6"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	add t6, t6, %[count]\n"
+		"	sd t6, 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [count] "r" (count)
+		: "memory", "cc", "t6"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[ptr])\n"
+		"	add t6, t6, %[off]\n"
+		"	ld t5, 0(t6)\n"
+		"	ld t6, 0(t5)\n"
+		"	add t6, t6, %[inc]\n"
+		"	sd t6, 0(t5)\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [ptr] "r" (ptr),
+		  [off] "r" (off),
+		  [inc] "r" (inc)
+		: "memory", "cc", "t6", "t5"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[ptr])\n"
+		"	add t6, t6, %[off]\n"
+		"	ld t5, 0(t6)\n"
+		"	ld t6, 0(t5)\n"
+		"	add t6, t6, %[inc]\n"
+		"	sd t6, 0(t5)\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [ptr] "r" (ptr),
+		  [off] "r" (off),
+		  [inc] "r" (inc)
+		: "memory", "cc", "t6", "t5"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv2], 0(%[v2])\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv2] "r" (newv2),
+		  [v2] "r" (v2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv2], 0(%[v2])\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv2] "r" (newv2),
+		  [v2] "r" (v2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv2], 0(%[v2])\n"
+		"	fence rw, w\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv2] "r" (newv2),
+		  [v2] "r" (v2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	sd %[newv2], 0(%[v2])\n"
+		"	fence rw, w\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [newv2] "r" (newv2),
+		  [v2] "r" (v2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	ld t6, 0(%[v2])\n"
+		"	bne t6, %[expect2], %l[ne]\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [v2] "r" (v2),
+		  [expect2] "r" (expect2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	ld t6, 0(%[v2])\n"
+		"	bne t6, %[expect2], %l[ne]\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [v2] "r" (v2),
+		  [expect2] "r" (expect2),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	mv t5, %[len]\n"
+		"7:\n"
+		"	sltiu t6, t5, 8\n"
+		"	bnez t6, 8f\n"
+		"	addi t5, t5, -8\n"
+		"	add t4, %[src], t5\n"
+		"	ld t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sd t6, 0(t4)\n"
+		"	j 7b\n"
+		"8:\n"
+		"	beqz t5, 9f\n"
+		"	addi t5, t5, -1\n"
+		"	add t4, %[src], t5\n"
+		"	lbu t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sb t6, 0(t4)\n"
+		"	j 8b\n"
+		"9:\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [len] "r" (len),
+		  [src] "r" (src),
+		  [dst] "r" (dst),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6", "t5", "t4"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	mv t5, %[len]\n"
+		"7:\n"
+		"	sltiu t6, t5, 8\n"
+		"	bnez t6, 8f\n"
+		"	addi t5, t5, -8\n"
+		"	add t4, %[src], t5\n"
+		"	ld t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sd t6, 0(t4)\n"
+		"	j 7b\n"
+		"8:\n"
+		"	beqz t5, 9f\n"
+		"	addi t5, t5, -1\n"
+		"	add t4, %[src], t5\n"
+		"	lbu t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sb t6, 0(t4)\n"
+		"	j 8b\n"
+		"9:\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [len] "r" (len),
+		  [src] "r" (src),
+		  [dst] "r" (dst),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6", "t5", "t4"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	mv t5, %[len]\n"
+		"7:\n"
+		"	sltiu t6, t5, 8\n"
+		"	bnez t6, 8f\n"
+		"	addi t5, t5, -8\n"
+		"	add t4, %[src], t5\n"
+		"	ld t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sd t6, 0(t4)\n"
+		"	j 7b\n"
+		"8:\n"
+		"	beqz t5, 9f\n"
+		"	addi t5, t5, -1\n"
+		"	add t4, %[src], t5\n"
+		"	lbu t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sb t6, 0(t4)\n"
+		"	j 8b\n"
+		"9:\n"
+		"	fence rw, w\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [len] "r" (len),
+		  [src] "r" (src),
+		  [dst] "r" (dst),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6", "t5", "t4"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
+
+static inline __attribute__((always_inline)) int
+rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
+{
+	__asm__ __volatile__ goto (
+		"	.pushsection __rseq_cs, \"aw\"\n"
+		"	.balign 32\n"
+		"3:\n"
+		"	.long 0x0, 0x0\n"
+		"	.quad 4f, (5f - 4f), 6f\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
+		"	.quad 3b\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[ne]\n"
+		"	.popsection\n"
+		"	lla t6, 3b\n"
+		"	sd t6, 8(%[area])\n"
+		"4:\n"
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, 6f\n"
+		"	lw t6, 4(%[area])\n"
+		"	bltz t6, 6f\n"
+		"	lw t6, 0(%[owner])\n"
+		"	fence r, rw\n"
+		"	bnez t6, 6f\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[ne]\n"
+		"	mv t5, %[len]\n"
+		"7:\n"
+		"	sltiu t6, t5, 8\n"
+		"	bnez t6, 8f\n"
+		"	addi t5, t5, -8\n"
+		"	add t4, %[src], t5\n"
+		"	ld t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sd t6, 0(t4)\n"
+		"	j 7b\n"
+		"8:\n"
+		"	beqz t5, 9f\n"
+		"	addi t5, t5, -1\n"
+		"	add t4, %[src], t5\n"
+		"	lbu t6, 0(t4)\n"
+		"	add t4, %[dst], t5\n"
+		"	sb t6, 0(t4)\n"
+		"	j 8b\n"
+		"9:\n"
+		"	fence rw, w\n"
+		"	sd %[newv], 0(%[v])\n"
+		"5:\n"
+		"	j 222f\n"
+		"	.balign 4\n"
+		"	.4byte 0xf1401073\n"
+		"6:\n"
+		"	j %l[abort]\n"
+		"222:\n"
+		: /* no outputs */
+		: [area] "r" (area),
+		  [cpu] "r" (cpu),
+		  [owner] "r" (owner),
+		  [v] "r" (v),
+		  [expect] "r" (expect),
+		  [len] "r" (len),
+		  [src] "r" (src),
+		  [dst] "r" (dst),
+		  [newv] "r" (newv)
+		: "memory", "cc", "t6", "t5", "t4"
+		: ne, abort);
+	return 0;
+ne:
+	return 1;
+abort:
+	return -1;
+}
 #endif
 
 #if defined(RSEQ_ARCH_HAS_SEQUENCES) && !defined(RSEQ_NO_INLINE)

@@ -115,10 +115,10 @@ check-i386:
 	c-tests/cross/i386-check.sh
 
 # The Rust tests of other targets: i386 natively (the programs use the
-# cross libc's loader), riscv64 under qemu-user, where no section can
-# commit and the tests take the fallback (and cannot re-execute
-# themselves), plus the C/Rust sequence comparison. Each skips when its
-# tools are missing.
+# cross libc's loader); riscv64 (with sequences) and armhf (without)
+# under qemu-user, where no section can commit and the tests take the
+# fallback (and cannot re-execute themselves). Each skips when its tools
+# are missing.
 I686_ENV := CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=i686-linux-gnu-gcc \
 	CC_i686_unknown_linux_gnu=i686-linux-gnu-gcc \
 	CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,--dynamic-linker=/usr/i686-linux-gnu/lib/ld-linux.so.2" \
@@ -126,6 +126,9 @@ I686_ENV := CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=i686-linux-gnu-gcc \
 RISCV64_ENV := CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_LINKER=riscv64-linux-gnu-gcc \
 	CC_riscv64gc_unknown_linux_gnu=riscv64-linux-gnu-gcc \
 	CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER="env RSEQ_TEST_NO_REEXEC=1 qemu-riscv64 -L /usr/riscv64-linux-gnu"
+ARMHF_ENV := CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+	CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="env RSEQ_TEST_NO_REEXEC=1 qemu-arm -L /usr/arm-linux-gnueabihf"
 check-cross-rust:
 	@if command -v i686-linux-gnu-gcc >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/i686-unknown-linux-gnu" ]; then \
 		$(I686_ENV) $(CARGO) test --target i686-unknown-linux-gnu --lib --tests; \
@@ -133,6 +136,9 @@ check-cross-rust:
 	@if command -v riscv64-linux-gnu-gcc >/dev/null && command -v qemu-riscv64 >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/riscv64gc-unknown-linux-gnu" ]; then \
 		$(RISCV64_ENV) $(CARGO) test --target riscv64gc-unknown-linux-gnu --test rust_api --test sequences; \
 	else echo "riscv64 Rust tests: SKIPPED (no riscv64 cross tools, qemu-riscv64 or Rust target)"; fi
+	@if command -v arm-linux-gnueabihf-gcc >/dev/null && command -v qemu-arm >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/armv7-unknown-linux-gnueabihf" ]; then \
+		$(ARMHF_ENV) $(CARGO) test --target armv7-unknown-linux-gnueabihf --lib --tests; \
+	else echo "armhf Rust tests: SKIPPED (no armhf cross tools, qemu-arm or Rust target)"; fi
 
 headers:
 	RSEQ_BLESS=1 $(CARGO) test --test headers

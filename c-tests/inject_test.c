@@ -276,11 +276,6 @@ static void *worker(void *arg)
 	t.hits[4] = hits_4;
 	t.hits[5] = hits_5;
 	t.hits[6] = hits_6;
-	/* Right after the commit: point 4 of load_add_store, 5 of
-	 * load_cbne_store, 6 of load_cbne_memcpy_store; those points are
-	 * passed by no other family here (point 4 and 5 of the memcpy family
-	 * are inside its section, counted in the same variables: subtract
-	 * them below through the memcpy family's own point 6). */
 #endif
 	t.c_hits = c_hits;
 	t.c_raised = c_raised;

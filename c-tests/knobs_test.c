@@ -7,7 +7,11 @@
  *                          area that says "not registered" makes the
  *                          sections abort; the real one lets them commit)
  *   RSEQ_COMPARE_TWICE     the sections re-check before committing and
- *                          still commit exactly (threads, migrations)
+ *                          still commit exactly (threads, migrations); a
+ *                          value changed inside the section after its
+ *                          compare (by injected code, x86_64) makes the
+ *                          re-check call rseq_bug(): the child aborts
+ *                          with librseq's message
  *   <rseq/compiler.h>      RSEQ_BITS_PER_LONG (in #if too),
  *                          RSEQ_COMBINE_TOKENS, RSEQ_PARAM_SELECT_ARG1
  *   <rseq/arch.h>          RSEQ_ARCH_*, rseq_smp_* barriers (a message
@@ -21,6 +25,9 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -28,6 +35,19 @@
 
 #define RSEQ_GET_ABI_OVERRIDE 1
 #define RSEQ_COMPARE_TWICE 1
+
+#if defined(__x86_64__)
+/* Injection point 4 (after the value compare, before the re-check)
+ * increments the section's target when sabotage is on. */
+#define SABOTAGE 1
+static volatile int sabotage __asm__("knobs_sabotage") __attribute__((used));
+static intptr_t sabotage_target __asm__("knobs_sabotage_target") __attribute__((used));
+#define RSEQ_INJECT_ASM(n)						\
+	"cmpl $" #n ", knobs_sabotage(%%rip)\n\t"			\
+	"jne 333f\n\t"							\
+	"incq knobs_sabotage_target(%%rip)\n\t"			\
+	"333:\n\t"
+#endif
 
 /* The program's area: the real one, or a fake one. */
 static unsigned long abi_calls;
@@ -118,7 +138,7 @@ int main(void)
 	int nr_threads, ret;
 	long total = 0, expected;
 
-	plan(14);
+	plan(15);
 	ok(RSEQ_BITS_PER_LONG == 8 * sizeof(long), "RSEQ_BITS_PER_LONG is %d", (int)RSEQ_BITS_PER_LONG);
 	ok(RSEQ_TEST_PASTE == RSEQ_BITS_PER_LONG && RSEQ_PARAM_SELECT_ARG1(1, 2, 3) == 2,
 	   "RSEQ_COMBINE_TOKENS and RSEQ_PARAM_SELECT_ARG1");
@@ -150,7 +170,7 @@ int main(void)
 	rseq_log("rseq_log works: %d", 1);
 
 	if (!rseq_available(RSEQ_AVAILABLE_QUERY_KERNEL)) {
-		skip(8, "rseq not available");
+		skip(9, "rseq not available");
 		return exit_status();
 	}
 	ok(rseq_registered(), "rseq_registered() in the main thread");
@@ -230,6 +250,49 @@ int main(void)
 	ok(0, "rseq_arch_has_load_add_load_load_add_store is not defined");
 #endif
 	ok(rseq_registered(), "rseq_registered() after the threads");
+
+	/* A value changed between the compare and the commit: the re-check
+	 * must catch it (in a child, which rseq_bug() aborts). */
+#if defined(SABOTAGE) && INLINE_SECTIONS
+	{
+		int fds[2], status = 0;
+		char msg[256] = "";
+		ssize_t n, got = 0;
+		pid_t pid;
+
+		if (pipe(fds))
+			bail_out("pipe");
+		fflush(stdout);
+		pid = fork();
+		if (pid < 0)
+			bail_out("fork");
+		if (pid == 0) {
+			int cpu;
+
+			dup2(fds[1], 2);
+			close(fds[0]);
+			sabotage = 4;
+			for (;;) {
+				cpu = (int)rseq_cpu_start();
+				(void)rseq_load_cbne_store__ptr(RSEQ_MO_RELAXED, RSEQ_PERCPU_CPU_ID,
+								&sabotage_target,
+								RSEQ_READ_ONCE(sabotage_target), 0, cpu);
+			}
+		}
+		close(fds[1]);
+		while ((n = read(fds[0], msg + got, sizeof(msg) - 1 - (size_t)got)) > 0)
+			got += n;
+		msg[got] = 0;
+		close(fds[0]);
+		waitpid(pid, &status, 0);
+		ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
+		   strstr(msg, "expected value comparison failed"),
+		   "RSEQ_COMPARE_TWICE: a value changed inside the section -> rseq_bug() (status %#x: %.60s)",
+		   status, msg);
+	}
+#else
+	skip(1, "value re-check sabotage: needs inline sections on x86_64");
+#endif
 	free(tid);
 	free(counts);
 	return exit_status();

@@ -9,6 +9,17 @@
 //! and as a C `static inline` function around `asm goto` (the header's
 //! inline fast paths). Both are the same text with the operand syntax
 //! translated, so the two can never drift apart.
+//!
+//! Two kinds of template lines exist only in the C expansion (the Rust
+//! sections never have them, see `asm/injection.md`):
+//! - `@INJECT(n)@`, an injection point: becomes librseq's
+//!   `RSEQ_INJECT_ASM(n)` hook, which expands to nothing unless a test
+//!   program defines it, so the default C code stays the Rust code;
+//! - `?twice <line>`, the `RSEQ_COMPARE_TWICE` re-checks before the
+//!   commit, emitted inside `#ifdef RSEQ_COMPARE_TWICE`, jumping to the
+//!   labels `{error1}` (CPU/mm_cid changed) and `{error2}`, `{error3}`
+//!   (first/second compared value changed), which call `rseq_bug()`.
+//!   `?twice @CHECK@` stands for the arch's `twice_<mode>` fragment.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -67,6 +78,9 @@ pub struct Arch {
     pub rust_cfg: String,
     pub rust_options: Vec<String>,
     pub c_area: String,
+    /// The area operand computed from an area address (`@ABI@`), for
+    /// programs that define `RSEQ_GET_ABI_OVERRIDE`; optional.
+    pub c_area_abi: Option<String>,
     pub sig: String,
     pub clobbers: Vec<String>,
     /// Bytes per slot of the operand block (0: the architecture has none).
@@ -80,6 +94,31 @@ pub struct Arch {
 
 /// The percpu modes, as named in variant names and fragments.
 pub const MODES: [&str; 2] = ["cpu_id", "mm_cid"];
+
+/// Prefix of an expanded line that exists only in the C expansion under
+/// `#ifdef RSEQ_COMPARE_TWICE`.
+const TWICE: &str = "@TWICE@";
+
+/// The C-only labels of the COMPARE_TWICE re-checks and what each one
+/// reports through `rseq_bug()` (librseq's messages).
+const ERROR_LABELS: [(&str, &str); 3] = [
+    ("error1", "cpu_id comparison failed"),
+    ("error2", "expected value comparison failed"),
+    ("error3", "2nd expected value comparison failed"),
+];
+
+/// The number of an injection-point line (`@INJECT(n)@`), if it is one.
+fn inject_point(line: &str) -> Option<&str> {
+    line.trim()
+        .strip_prefix("@INJECT(")
+        .and_then(|r| r.strip_suffix(")@"))
+}
+
+/// Whether an expanded line belongs to the Rust sections too (injection
+/// points and COMPARE_TWICE lines are C-only).
+fn in_rust(line: &str) -> bool {
+    inject_point(line).is_none() && !line.starts_with(TWICE)
+}
 
 /// Operands every section takes besides the family's parameters.
 const COMMON: [(&str, &str, &str); 3] = [
@@ -236,6 +275,7 @@ pub fn parse_arch(text: &str) -> Result<Arch, String> {
                 arch.rust_options = value.split_whitespace().map(String::from).collect()
             }
             "c_area" => arch.c_area = value.into(),
+            "c_area_abi" => arch.c_area_abi = Some(value.into()),
             "sig" => arch.sig = value.into(),
             "clobber" => arch.clobbers = value.split_whitespace().map(String::from).collect(),
             "block_slot" => {
@@ -369,11 +409,39 @@ pub fn expand(arch: &Arch, family: &Family, order: &str, mode: &str) -> Result<E
             lines.push(l.replace("@EXIT@", &format!("{{{label}}}")));
         }
     }
+    // The COMPARE_TWICE lines of the body, and the error labels they use
+    // (each also gets an exit point, as librseq declares them).
+    let mut twice: Vec<String> = Vec::new();
+    for l in &body.lines {
+        if let Some(code) = l.trim_start().strip_prefix("?twice") {
+            let code = code.trim();
+            if code == "@CHECK@" {
+                twice.extend(fragment(arch, &format!("twice_{mode}"))?.iter().cloned());
+            } else {
+                twice.push(format!("\t{code}"));
+            }
+        }
+    }
+    for label in ERROR_LABELS.iter().map(|(l, _)| *l) {
+        if twice.iter().any(|l| l.contains(&format!("{{{label}}}"))) {
+            for l in fragment(arch, "exit_point")? {
+                lines.push(format!(
+                    "{TWICE}{}",
+                    l.replace("@EXIT@", &format!("{{{label}}}"))
+                ));
+            }
+        }
+    }
     lines.extend(fragment(arch, "start")?.iter().cloned());
     lines.extend(fragment(arch, &format!("check_{mode}"))?.iter().cloned());
     for l in &body.lines {
         let t = l.trim_start();
-        if let Some(rest) = t.strip_prefix('?') {
+        if t.starts_with("?twice") {
+            // Emitted once, at the first `?twice` line of the body.
+            if !twice.is_empty() {
+                lines.extend(twice.drain(..).map(|c| format!("{TWICE}{c}")));
+            }
+        } else if let Some(rest) = t.strip_prefix('?') {
             let (when, code) = rest
                 .split_once(char::is_whitespace)
                 .ok_or(format!("bad line {l}"))?;
@@ -385,6 +453,13 @@ pub fn expand(arch: &Arch, family: &Family, order: &str, mode: &str) -> Result<E
         }
     }
     lines.extend(fragment(arch, "abort")?.iter().cloned());
+    for l in &lines {
+        if let Some(n) = inject_point(l) {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("{}: bad injection point {l}", arch.name));
+            }
+        }
+    }
     let lines = lines
         .into_iter()
         .map(|l| l.replace("@SIG@", &arch.sig))
@@ -482,7 +557,8 @@ pub fn emit_rust(arch: &Arch, spec: &Spec) -> Result<String, String> {
         let labels = labels(family);
         for order in &family.orders {
             for mode in MODES {
-                let x = expand(arch, family, order, mode)?;
+                let mut x = expand(arch, family, order, mode)?;
+                x.lines.retain(|l| in_rust(l));
                 let used = operands(&x.lines)?;
                 let name = variant_name(&family.name, order, mode);
                 writeln!(
@@ -714,13 +790,47 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
         )
         .unwrap();
         writeln!(out, "#define RSEQ_ARCH_HAS_SEQUENCES 1").unwrap();
+        // librseq's feature macro for the pointer-chasing family (programs
+        // test it with #ifdef, so it is defined empty).
+        if arch.ops.contains_key("load_add_load_load_add_store") {
+            writeln!(out, "#define rseq_arch_has_load_add_load_load_add_store").unwrap();
+        }
+        // The area operand: from the program's rseq_get_abi() when it
+        // overrides it (RSEQ_GET_ABI_OVERRIDE), else from rseq_offset.
+        writeln!(out, "#ifdef RSEQ_GET_ABI_OVERRIDE").unwrap();
+        match &arch.c_area_abi {
+            Some(e) => writeln!(
+                out,
+                "#define RSEQ_ARCH_AREA() ({})",
+                e.replace("@ABI@", "(uintptr_t)rseq_get_abi()")
+            )
+            .unwrap(),
+            None => writeln!(
+                out,
+                "#error \"RSEQ_GET_ABI_OVERRIDE: asm/{}.rseq gives no c_area_abi\"",
+                arch.name
+            )
+            .unwrap(),
+        }
+        writeln!(out, "#else").unwrap();
         writeln!(out, "#define RSEQ_ARCH_AREA() ({})", arch.c_area).unwrap();
+        writeln!(out, "#endif").unwrap();
         for family in &spec.families {
             let labels = labels(family);
             for order in &family.orders {
                 for mode in MODES {
                     let x = expand(arch, family, order, mode)?;
-                    let used = operands(&x.lines)?;
+                    let c_labels: Vec<(String, i32)> = labels
+                        .iter()
+                        .cloned()
+                        .chain(ERROR_LABELS.iter().map(|(l, _)| (l.to_string(), -1)))
+                        .collect();
+                    let plain: Vec<String> = x
+                        .lines
+                        .iter()
+                        .map(|l| l.strip_prefix(TWICE).unwrap_or(l).to_string())
+                        .collect();
+                    let used = operands(&plain)?;
                     let name = variant_name(&family.name, order, mode);
                     let mut params: Vec<String> =
                         COMMON.iter().map(|(n, _, t)| c_decl(t, n)).collect();
@@ -728,6 +838,8 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         params.push(c_decl(c_type(&p.ty)?, &p.name));
                     }
                     writeln!(out, "\nstatic inline __attribute__((always_inline)) int\nrseq_arch_{name}({})\n{{", params.join(", ")).unwrap();
+                    // librseq's C injection point, at the top of each section.
+                    writeln!(out, "\tRSEQ_INJECT_C(9)").unwrap();
                     if !x.block.is_empty() {
                         let slots: Vec<String> =
                             x.block.iter().map(|b| format!("(uintptr_t){b}")).collect();
@@ -740,13 +852,37 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         .unwrap();
                     }
                     writeln!(out, "\t__asm__ __volatile__ goto (").unwrap();
+                    let mut in_twice = false;
                     for l in &x.lines {
-                        writeln!(out, "\t\t\"{}\\n\"", quote(&c_line(arch, l, &labels)?)).unwrap();
+                        let twice = l.starts_with(TWICE);
+                        if twice != in_twice {
+                            writeln!(
+                                out,
+                                "{}",
+                                if twice {
+                                    "#ifdef RSEQ_COMPARE_TWICE"
+                                } else {
+                                    "#endif"
+                                }
+                            )
+                            .unwrap();
+                            in_twice = twice;
+                        }
+                        if let Some(n) = inject_point(l) {
+                            writeln!(out, "\t\tRSEQ_INJECT_ASM({n})").unwrap();
+                            continue;
+                        }
+                        let l = l.strip_prefix(TWICE).unwrap_or(l);
+                        writeln!(out, "\t\t\"{}\\n\"", quote(&c_line(arch, l, &c_labels)?))
+                            .unwrap();
+                    }
+                    if in_twice {
+                        writeln!(out, "#endif").unwrap();
                     }
                     writeln!(out, "\t\t: /* no outputs */").unwrap();
                     let inputs: Vec<String> = used
                         .iter()
-                        .filter(|u| !labels.iter().any(|(l, _)| l == *u))
+                        .filter(|u| !c_labels.iter().any(|(l, _)| l == *u))
                         .map(|u| {
                             if u == BLOCK && !x.block.is_empty() {
                                 format!("[{u}] \"r\" (__rseq_block)")
@@ -756,6 +892,7 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         })
                         .collect();
                     writeln!(out, "\t\t: {}", inputs.join(",\n\t\t  ")).unwrap();
+                    writeln!(out, "\t\t  RSEQ_INJECT_INPUT").unwrap();
                     let clobbers: Vec<String> = ["memory", "cc"]
                         .iter()
                         .map(|s| s.to_string())
@@ -763,17 +900,43 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         .map(|c| format!("\"{c}\""))
                         .collect();
                     writeln!(out, "\t\t: {}", clobbers.join(", ")).unwrap();
+                    writeln!(out, "\t\t  RSEQ_INJECT_CLOBBER").unwrap();
                     let used_labels: Vec<&str> = labels
                         .iter()
                         .filter(|(l, _)| used.contains(l))
                         .map(|(l, _)| l.as_str())
                         .collect();
-                    writeln!(out, "\t\t: {});", used_labels.join(", ")).unwrap();
+                    let errors: Vec<(&str, &str)> = ERROR_LABELS
+                        .iter()
+                        .filter(|(l, _)| used.iter().any(|u| u == l))
+                        .copied()
+                        .collect();
+                    writeln!(out, "\t\t: {}", used_labels.join(", ")).unwrap();
+                    if !errors.is_empty() {
+                        writeln!(out, "#ifdef RSEQ_COMPARE_TWICE").unwrap();
+                        for (l, _) in &errors {
+                            writeln!(out, "\t\t  , {l}").unwrap();
+                        }
+                        writeln!(out, "#endif").unwrap();
+                    }
+                    writeln!(out, "\t);").unwrap();
                     writeln!(out, "\treturn 0;").unwrap();
                     for (l, code) in &labels {
                         if used.contains(l) {
-                            writeln!(out, "{l}:\n\treturn {code};").unwrap();
+                            let failed = if l == "abort" {
+                                "\tRSEQ_INJECT_FAILED\n"
+                            } else {
+                                ""
+                            };
+                            writeln!(out, "{l}:\n{failed}\treturn {code};").unwrap();
                         }
+                    }
+                    if !errors.is_empty() {
+                        writeln!(out, "#ifdef RSEQ_COMPARE_TWICE").unwrap();
+                        for (l, msg) in &errors {
+                            writeln!(out, "{l}:\n\trseq_bug(\"{msg}\");").unwrap();
+                        }
+                        writeln!(out, "#endif").unwrap();
                     }
                     writeln!(out, "}}").unwrap();
                 }

@@ -77,7 +77,23 @@ fn c_sections(text: &str, guard: &str) -> BTreeMap<String, Vec<String>> {
                 break;
             }
         }
+        // The C-only lines: injection points (empty unless a test program
+        // defines RSEQ_INJECT_ASM) and the RSEQ_COMPARE_TWICE block, both
+        // absent from a default build.
+        let mut twice = false;
         for l in lines.by_ref() {
+            let t = l.trim();
+            if t == "#ifdef RSEQ_COMPARE_TWICE" {
+                twice = true;
+                continue;
+            }
+            if t == "#endif" && twice {
+                twice = false;
+                continue;
+            }
+            if twice || t.starts_with("RSEQ_INJECT_ASM(") {
+                continue;
+            }
             match unquote(l) {
                 Some(s) => body.push(normalize(&c_to_template(s.trim_end_matches("\\n")))),
                 None => break,
@@ -148,5 +164,83 @@ fn c_and_rust_sections_are_the_same_code() {
     for (name, r) in &rust {
         assert!(r.len() > 15, "{name}: {} instructions", r.len());
         assert_eq!(r, &c[name], "{name}: the C and Rust sequences differ");
+    }
+}
+
+/// The C text of each section of this architecture, from its name to the
+/// end of the function.
+fn c_functions(text: &str, guard: &str) -> BTreeMap<String, String> {
+    let start = text
+        .find(&format!("#if {guard}"))
+        .or_else(|| text.find(&format!("#elif {guard}")))
+        .expect("arch block");
+    let mut out = BTreeMap::new();
+    for chunk in text[start..].split("\nrseq_arch_").skip(1) {
+        let name = chunk.split('(').next().unwrap().to_string();
+        let end = chunk.find("\n}").expect("function end");
+        out.insert(name, chunk[..end].to_string());
+    }
+    out
+}
+
+#[test]
+fn c_sections_have_librseq_injection_points_and_twice_checks() {
+    let Some(guard) = c_arch_guard() else {
+        return;
+    };
+    let c = c_functions(rseq::generated::SEQUENCES_H, guard);
+    assert!(c.len() >= 18, "{} C sections", c.len());
+    for (name, text) in &c {
+        // Points 1-3 in every section, in order, and the last one right
+        // after the commit label.
+        let mut at = 0;
+        for n in 1..=3 {
+            let p = text[at..]
+                .find(&format!("RSEQ_INJECT_ASM({n})"))
+                .unwrap_or_else(|| panic!("{name}: no injection point {n}"));
+            at += p;
+        }
+        let last = if name.starts_with("load_add") {
+            4
+        } else if name.starts_with("load_cbne_store_relaxed") || name.starts_with("load_cbeq") {
+            5
+        } else {
+            6
+        };
+        let commit = text.find("\"5:\\n\"").expect("commit label");
+        let after = &text[commit..];
+        assert!(
+            after
+                .trim_start_matches("\"5:\\n\"")
+                .trim_start()
+                .starts_with(&format!("RSEQ_INJECT_ASM({last})")),
+            "{name}: point {last} is not right after the commit"
+        );
+        assert!(
+            !text.contains(&format!("RSEQ_INJECT_ASM({})", last + 1)),
+            "{name}: points past {last}"
+        );
+        for hook in [
+            "RSEQ_INJECT_C(9)",
+            "RSEQ_INJECT_INPUT",
+            "RSEQ_INJECT_CLOBBER",
+            "RSEQ_INJECT_FAILED",
+        ] {
+            assert!(text.contains(hook), "{name}: no {hook}");
+        }
+        // The second CPU compare before the commit, reporting through
+        // rseq_bug().
+        let twice = text.find("#ifdef RSEQ_COMPARE_TWICE").expect("twice block");
+        assert!(twice < commit, "{name}: no re-check before the commit");
+        assert!(
+            text.contains("%l[error1]") && text.contains("rseq_bug(\"cpu_id comparison failed\")"),
+            "{name}"
+        );
+        if name.contains("cbne") || name.contains("cbeq") {
+            assert!(
+                text.contains("%l[error2]"),
+                "{name}: no second value compare"
+            );
+        }
     }
 }

@@ -50,12 +50,26 @@
  * workaround after asm goto. */
 #define rseq_after_asm_goto()	rseq_barrier()
 
-/* Memory barriers of the librseq API. */
-#define rseq_smp_mb()		__atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define rseq_smp_rmb()		__atomic_thread_fence(__ATOMIC_ACQUIRE)
-#define rseq_smp_wmb()		__atomic_thread_fence(__ATOMIC_RELEASE)
-#define rseq_smp_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define rseq_smp_acquire__after_ctrl_dep()	rseq_smp_rmb()
-#define rseq_smp_store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* Pastes two tokens after expanding them. */
+#define RSEQ_COMBINE_TOKENS(_tokena, _tokenb)	RSEQ__COMBINE_TOKENS(_tokena, _tokenb)
+#define RSEQ__COMBINE_TOKENS(_tokena, _tokenb)	_tokena##_tokenb
+
+/* The second of its arguments: lets a macro take an optional last
+ * argument with a default, as in
+ *   #define m(_a, _opt...) RSEQ_PARAM_SELECT_ARG1(_, ##_opt, default_value)
+ */
+#define RSEQ_PARAM_SELECT_ARG1(_arg0, _arg1, ...)	_arg1
+
+/* Bits in a long, usable in #if. */
+#if defined(__SIZEOF_LONG__)
+#define RSEQ_BITS_PER_LONG	(__SIZEOF_LONG__ * 8)
+#elif defined(_LP64) || defined(__LP64__)
+#define RSEQ_BITS_PER_LONG	64
+#else
+#define RSEQ_BITS_PER_LONG	32
+#endif
+
+/* The memory barriers (rseq_smp_mb(), ...) are per architecture, in
+ * <rseq/arch.h>. */
 
 #endif /* _RSEQ_COMPILER_H */

@@ -7,6 +7,19 @@
  * x86_64, i386, aarch64 and riscv64. Define RSEQ_NO_INLINE before
  * including this header to call the library's exported functions instead
  * (same behaviour).
+ *
+ * Other knobs, as in librseq (define them before including this header):
+ * - RSEQ_INJECT_ASM(n), RSEQ_INJECT_C(n), ...: test hooks, see
+ *   <rseq/inject.h>;
+ * - RSEQ_COMPARE_TWICE: the inline sections re-check the CPU (mm_cid) and
+ *   the compared values right before their commit, and call rseq_bug()
+ *   when one changed (which only a kernel or library bug can cause);
+ * - RSEQ_GET_ABI_OVERRIDE: this header does not define rseq_get_abi();
+ *   the program declares or defines `struct rseq_abi *rseq_get_abi(void)`
+ *   (a function or a macro, <rseq/abi.h> gives the type) before including
+ *   it, and the inline accessors and sections use that area instead of
+ *   the one at rseq_offset. The exported functions (RSEQ_NO_INLINE) keep
+ *   using the library's area.
  */
 #ifndef _RSEQ_RSEQ_H
 #define _RSEQ_RSEQ_H
@@ -20,7 +33,9 @@
 #include <rseq/abi.h>
 #include <rseq/arch.h>
 #include <rseq/compiler.h>
+#include <rseq/inject.h>
 #include <rseq/thread-pointer.h>
+#include <rseq/utils.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,6 +74,9 @@ enum rseq_available_query {
 	RSEQ_AVAILABLE_QUERY_LIBC = 1,
 };
 
+/* What rseq_init() returns when the library is initialised. */
+#define RSEQ_INIT_OK	0
+
 #ifdef __cplusplus
 }
 #endif
@@ -75,20 +93,42 @@ static inline int rseq_invalid_argument(void)
 #include <rseq/generated/sequences.h>
 
 #if defined(RSEQ_NO_INLINE) || !defined(RSEQ_ARCH_HAS_SEQUENCES)
+#ifdef RSEQ_GET_ABI_OVERRIDE
+/* The program's rseq_get_abi() stays its own: the library's is declared
+ * under another name. */
+#pragma push_macro("rseq_get_abi")
+#undef rseq_get_abi
+#define rseq_get_abi rseq_get_abi_library
+#endif
 #include <rseq/generated/inline-api.h>
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#undef rseq_get_abi
+#pragma pop_macro("rseq_get_abi")
+#endif
 #else
 
+#ifndef RSEQ_GET_ABI_OVERRIDE
 /* The calling thread's rseq area. */
 static inline struct rseq_abi *rseq_get_abi(void)
 {
 	return (struct rseq_abi *)((uintptr_t)rseq_thread_pointer() + rseq_offset);
 }
+#endif
 
-/* Reads a 32-bit field of the calling thread's area (rseq_offset must be
- * non-zero). On x86 one %fs-relative (x86_64) or %gs-relative (i386) load,
- * without a separate read of the thread pointer; volatile, since the
- * kernel changes the fields. */
-#if defined(__x86_64__) || defined(__i386__)
+/* Whether the calling thread has an area to read: rseq_offset is 0
+ * before the library's initialisation and after its destructor. A
+ * program's own rseq_get_abi() always has one. */
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#define RSEQ_HAS_AREA()	1
+#else
+#define RSEQ_HAS_AREA()	(rseq_offset != 0)
+#endif
+
+/* Reads a 32-bit field of the calling thread's area (RSEQ_HAS_AREA()
+ * must hold). On x86 one %fs-relative (x86_64) or %gs-relative (i386)
+ * load, without a separate read of the thread pointer; volatile, since
+ * the kernel changes the fields. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(RSEQ_GET_ABI_OVERRIDE)
 #if defined(__x86_64__)
 #define RSEQ_AREA_SEGMENT "%%fs"
 #else
@@ -110,7 +150,7 @@ static inline struct rseq_abi *rseq_get_abi(void)
  * failed). */
 static inline int32_t rseq_current_cpu_raw(void)
 {
-	if (rseq_unlikely(!rseq_offset))
+	if (rseq_unlikely(!RSEQ_HAS_AREA()))
 		return RSEQ_ABI_CPU_ID_UNINITIALIZED;
 	return (int32_t)RSEQ_AREA_READ_U32(cpu_id);
 }
@@ -119,7 +159,7 @@ static inline int32_t rseq_current_cpu_raw(void)
  * a critical section, which checks it against cpu_id. */
 static inline uint32_t rseq_cpu_start(void)
 {
-	if (rseq_unlikely(!rseq_offset))
+	if (rseq_unlikely(!RSEQ_HAS_AREA()))
 		return 0;
 	return RSEQ_AREA_READ_U32(cpu_id_start);
 }
@@ -143,7 +183,7 @@ static inline bool rseq_node_id_available(void)
 /* NUMA node of the current CPU (when rseq_node_id_available()). */
 static inline uint32_t rseq_current_node_id(void)
 {
-	if (rseq_unlikely(!rseq_offset))
+	if (rseq_unlikely(!RSEQ_HAS_AREA()))
 		return 0;
 	return RSEQ_AREA_READ_U32(node_id);
 }
@@ -156,14 +196,14 @@ static inline bool rseq_mm_cid_available(void)
 /* The thread's memory-map concurrency id (when rseq_mm_cid_available()). */
 static inline uint32_t rseq_current_mm_cid(void)
 {
-	if (rseq_unlikely(!rseq_offset))
+	if (rseq_unlikely(!RSEQ_HAS_AREA()))
 		return 0;
 	return RSEQ_AREA_READ_U32(mm_cid);
 }
 
 static inline void rseq_clear_rseq_cs(void)
 {
-	if (rseq_unlikely(!rseq_offset))
+	if (rseq_unlikely(!RSEQ_HAS_AREA()))
 		return;
 	RSEQ_WRITE_ONCE(rseq_get_abi()->rseq_cs.arch.ptr, 0);
 }

@@ -76,3 +76,43 @@ pub extern "C" fn rseq_abort_slow_path() -> c_int {
         -1
     })
 }
+
+/// Initialises the library now: finds out whether glibc owns
+/// registration, publishes `rseq_offset`, `rseq_size` and `rseq_flags`,
+/// and registers the calling thread when the library owns registration.
+/// The library's constructor does the same; this lets code that runs
+/// earlier (another library's constructor) use rseq safely. Idempotent
+/// and thread-safe. Returns `RSEQ_INIT_OK` (0): an initialised library
+/// whose kernel refuses rseq is still initialised (`rseq_available()`
+/// then says why).
+#[no_mangle]
+pub extern "C" fn rseq_init() -> c_int {
+    guard(-1, || {
+        // Initialises, then registers the thread if the library owns
+        // registration and the thread has none yet.
+        registration::on_slow_path();
+        0
+    })
+}
+
+/// Whether the calling thread currently has a working rseq registration
+/// (by glibc or by this library): its area's `cpu_id` is a CPU number.
+/// A thread the library registers automatically reads false until its
+/// first use of rseq (or `rseq_init()` / an explicit register call).
+#[no_mangle]
+pub extern "C" fn rseq_registered() -> bool {
+    guard(false, registration::current_thread_registered)
+}
+
+/// Whether the registered area includes the kernel's time-slice
+/// extension control field (Linux 7.0+: the active feature size is past
+/// the original 32 bytes). False before any registration and on kernels
+/// or C libraries that register only the original fields.
+#[no_mangle]
+pub extern "C" fn rseq_slice_ctrl_available() -> bool {
+    guard(false, || {
+        registration::init();
+        let size = registration::active_size();
+        size != u32::MAX && size > 32
+    })
+}

@@ -39,6 +39,28 @@ bool rseq_available(unsigned int query);
 // errno is preserved.
 int rseq_abort_slow_path(void);
 
+// Initialises the library now: finds out whether glibc owns
+// registration, publishes `rseq_offset`, `rseq_size` and `rseq_flags`,
+// and registers the calling thread when the library owns registration.
+// The library's constructor does the same; this lets code that runs
+// earlier (another library's constructor) use rseq safely. Idempotent
+// and thread-safe. Returns `RSEQ_INIT_OK` (0): an initialised library
+// whose kernel refuses rseq is still initialised (`rseq_available()`
+// then says why).
+int rseq_init(void);
+
+// Whether the calling thread currently has a working rseq registration
+// (by glibc or by this library): its area's `cpu_id` is a CPU number.
+// A thread the library registers automatically reads false until its
+// first use of rseq (or `rseq_init()` / an explicit register call).
+bool rseq_registered(void);
+
+// Whether the registered area includes the kernel's time-slice
+// extension control field (Linux 7.0+: the active feature size is past
+// the original 32 bytes). False before any registration and on kernels
+// or C libraries that register only the original fields.
+bool rseq_slice_ctrl_available(void);
+
 // The current CPU through `sched_getcpu()`; aborts the process if the
 // kernel cannot tell. Registers the calling thread first when automatic
 // registration applies, so that the next inline query is served by rseq.

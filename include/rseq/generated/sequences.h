@@ -22,11 +22,17 @@ const uint32_t *rseq_cpu_op_owner_word(int cpu, unsigned int word)
 
 #if defined(__x86_64__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define rseq_arch_has_load_add_load_load_add_store
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi() - (uintptr_t)rseq_thread_pointer())
+#else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_offset)
+#endif
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -40,17 +46,36 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -64,18 +89,33 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -89,19 +129,38 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -115,18 +174,33 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -140,21 +214,41 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movq (%[v]), %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[eq]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movq (%[v]), %%rcx\n"
+		"	cmpq %%rcx, %[expectnot]\n"
+		"	je %l[error2]\n"
+#endif
 		"	movq %%rcx, (%[load])\n"
 		"	addq %[voffp], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	movq %%rcx, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -169,18 +263,33 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -194,23 +303,43 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movq (%[v]), %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[eq]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movq (%[v]), %%rcx\n"
+		"	cmpq %%rcx, %[expectnot]\n"
+		"	je %l[error2]\n"
+#endif
 		"	movq %%rcx, (%[load])\n"
 		"	addq %[voffp], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	movq %%rcx, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -225,18 +354,33 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -247,15 +391,28 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	addq %[count], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -268,16 +425,28 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [count] "r" (count),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -288,17 +457,30 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	addq %[count], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -311,16 +493,28 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [count] "r" (count),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -331,18 +525,31 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movq (%[ptr]), %%rcx\n"
 		"	addq %[off], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	addq %[inc], (%%rcx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -356,16 +563,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -376,20 +595,33 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movq (%[ptr]), %%rcx\n"
 		"	addq %[off], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	addq %[inc], (%%rcx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -403,16 +635,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -426,18 +670,38 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv2], (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -453,18 +717,33 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -478,20 +757,40 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv2], (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -507,18 +806,33 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -532,18 +846,38 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv2], (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -559,18 +893,33 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -584,20 +933,40 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[newv2], (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -613,18 +982,33 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -638,19 +1022,44 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	cmpq (%[v2]), %[expect2]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+		"	cmpq (%[v2]), %[expect2]\n"
+		"	jnz %l[error3]\n"
+#endif
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -666,18 +1075,36 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -691,21 +1118,46 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	cmpq (%[v2]), %[expect2]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+		"	cmpq (%[v2]), %[expect2]\n"
+		"	jnz %l[error3]\n"
+#endif
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -721,18 +1173,36 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -746,15 +1216,33 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[src], %%rsi\n"
 		"	movq %[dst], %%rdi\n"
 		"	movq %[len], %%rcx\n"
@@ -779,8 +1267,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	decq %%rcx\n"
 		"	jnz 22b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -797,18 +1287,33 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		  [dst] "r" (dst),
 		  [len] "r" (len),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -822,17 +1327,35 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[src], %%rsi\n"
 		"	movq %[dst], %%rdi\n"
 		"	movq %[len], %%rcx\n"
@@ -857,8 +1380,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	decq %%rcx\n"
 		"	jnz 22b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -875,18 +1400,33 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		  [dst] "r" (dst),
 		  [len] "r" (len),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -900,15 +1440,33 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[src], %%rsi\n"
 		"	movq %[dst], %%rdi\n"
 		"	movq %[len], %%rcx\n"
@@ -933,8 +1491,10 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	decq %%rcx\n"
 		"	jnz 22b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -951,18 +1511,33 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		  [dst] "r" (dst),
 		  [len] "r" (len),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -976,17 +1551,35 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	leaq 3b(%%rip), %%rax\n"
 		"	movq %%rax, %%fs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
 		"	cmpl $0, (%[owner])\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	cmpq (%[v]), %[expect]\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	cmpl %k[cpu], %%fs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	cmpq (%[v]), %[expect]\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movq %[src], %%rsi\n"
 		"	movq %[dst], %%rdi\n"
 		"	movq %[len], %%rcx\n"
@@ -1011,8 +1604,10 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	decq %%rcx\n"
 		"	jnz 22b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movq %[newv], (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -1029,21 +1624,41 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		  [dst] "r" (dst),
 		  [len] "r" (len),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 #elif defined(__aarch64__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define rseq_arch_has_load_add_load_load_add_store
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi())
+#else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_thread_pointer() + (uintptr_t)rseq_offset)
+#endif
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1057,20 +1672,41 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1083,18 +1719,33 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1108,10 +1759,20 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1119,11 +1780,22 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1136,18 +1808,33 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1161,22 +1848,42 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expectnot]\n"
 		"	b.eq %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expectnot]\n"
+		"	b.eq %l[error2]\n"
+#endif
 		"	str x15, [%[load]]\n"
 		"	ldr x15, [x15, %[voffp]]\n"
 		"	str x15, [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1190,18 +1897,33 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1215,10 +1937,20 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1226,13 +1958,23 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expectnot]\n"
 		"	b.eq %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expectnot]\n"
+		"	b.eq %l[error2]\n"
+#endif
 		"	str x15, [%[load]]\n"
 		"	ldr x15, [x15, %[voffp]]\n"
 		"	str x15, [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1246,18 +1988,33 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1268,19 +2025,33 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+#endif
 		"	ldr x15, [%[v]]\n"
 		"	add x15, x15, %[count]\n"
 		"	str x15, [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1292,16 +2063,28 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [v] "r" (v),
 		  [count] "r" (count)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1312,10 +2095,17 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1323,10 +2113,17 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+#endif
 		"	ldr x15, [%[v]]\n"
 		"	add x15, x15, %[count]\n"
 		"	str x15, [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1338,16 +2135,28 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [v] "r" (v),
 		  [count] "r" (count)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1358,15 +2167,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+#endif
 		"	ldr x15, [%[ptr]]\n"
 		"	add x15, x15, %[off]\n"
 		"	ldr x14, [x15]\n"
@@ -1374,6 +2196,7 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	add x15, x15, %[inc]\n"
 		"	str x15, [x14]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1386,16 +2209,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1406,10 +2241,17 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1417,6 +2259,12 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+#endif
 		"	ldr x15, [%[ptr]]\n"
 		"	add x15, x15, %[off]\n"
 		"	ldr x14, [x15]\n"
@@ -1424,6 +2272,7 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	add x15, x15, %[inc]\n"
 		"	str x15, [x14]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1436,16 +2285,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1459,21 +2320,43 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv2], [%[v2]]\n"
+		RSEQ_INJECT_ASM(5)
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1488,18 +2371,33 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1513,10 +2411,20 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1524,12 +2432,24 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv2], [%[v2]]\n"
+		RSEQ_INJECT_ASM(5)
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1544,18 +2464,33 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1569,21 +2504,43 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv2], [%[v2]]\n"
+		RSEQ_INJECT_ASM(5)
 		"	stlr %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1598,18 +2555,33 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1623,10 +2595,20 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1634,12 +2616,24 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	str %[newv2], [%[v2]]\n"
+		RSEQ_INJECT_ASM(5)
 		"	stlr %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1654,18 +2648,33 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1679,23 +2688,51 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	ldr x15, [%[v2]]\n"
 		"	cmp x15, %[expect2]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+		"	ldr x15, [%[v2]]\n"
+		"	cmp x15, %[expect2]\n"
+		"	b.ne %l[error3]\n"
+#endif
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1710,18 +2747,36 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1735,10 +2790,23 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1746,14 +2814,29 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	ldr x15, [%[v2]]\n"
 		"	cmp x15, %[expect2]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+		"	ldr x15, [%[v2]]\n"
+		"	cmp x15, %[expect2]\n"
+		"	b.ne %l[error3]\n"
+#endif
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1768,18 +2851,36 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1793,18 +2894,38 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	mov x14, %[len]\n"
 		"7:\n"
 		"	cmp x14, #8\n"
@@ -1820,8 +2941,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	strb w15, [%[dst], x14]\n"
 		"	b 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1837,18 +2960,33 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1862,10 +3000,20 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -1873,9 +3021,19 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	mov x14, %[len]\n"
 		"7:\n"
 		"	cmp x14, #8\n"
@@ -1891,8 +3049,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	strb w15, [%[dst], x14]\n"
 		"	b 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	str %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1908,18 +3068,33 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -1933,18 +3108,38 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #4]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #4]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	mov x14, %[len]\n"
 		"7:\n"
 		"	cmp x14, #8\n"
@@ -1960,8 +3155,10 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	strb w15, [%[dst], x14]\n"
 		"	b 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	stlr %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -1977,18 +3174,33 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -2002,10 +3214,20 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	adrp x15, 3b\n"
 		"	add x15, x15, :lo12:3b\n"
 		"	str x15, [%[area], #8]\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	ldr w15, [%[area], #24]\n"
 		"	cmp w15, %w[cpu]\n"
 		"	b.ne 6f\n"
@@ -2013,9 +3235,19 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	tbnz w15, #31, 6f\n"
 		"	ldar w15, [%[owner]]\n"
 		"	cbnz w15, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ldr x15, [%[v]]\n"
 		"	cmp x15, %[expect]\n"
 		"	b.ne %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	ldr w15, [%[area], #24]\n"
+		"	cmp w15, %w[cpu]\n"
+		"	b.ne %l[error1]\n"
+		"	ldr x15, [%[v]]\n"
+		"	cmp x15, %[expect]\n"
+		"	b.ne %l[error2]\n"
+#endif
 		"	mov x14, %[len]\n"
 		"7:\n"
 		"	cmp x14, #8\n"
@@ -2031,8 +3263,10 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	strb w15, [%[dst], x14]\n"
 		"	b 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	stlr %[newv], [%[v]]\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	b 222f\n"
 		"	.inst 0xd428bc00\n"
 		"6:\n"
@@ -2048,21 +3282,41 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "x15", "x14"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 #elif defined(__i386__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define rseq_arch_has_load_add_load_load_add_store
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#error "RSEQ_GET_ABI_OVERRIDE: asm/i386.rseq gives no c_area_abi"
+#else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_offset)
+#endif
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2105,18 +3359,23 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2161,18 +3420,23 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expectnot, (uintptr_t)voffp };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2218,18 +3482,23 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [load] "r" (load)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[4] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expectnot, (uintptr_t)voffp };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2277,18 +3546,23 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [load] "r" (load)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)count };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2325,16 +3599,21 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)count };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2373,16 +3652,21 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)off };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2422,16 +3706,21 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		  [block] "r" (__rseq_block),
 		  [ptr] "r" (ptr),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[3] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)off };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2473,16 +3762,21 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		  [block] "r" (__rseq_block),
 		  [ptr] "r" (ptr),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2528,18 +3822,23 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2587,18 +3886,23 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2644,18 +3948,23 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)newv2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2703,18 +4012,23 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)expect2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2761,18 +4075,23 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[5] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)expect, (uintptr_t)expect2, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2821,18 +4140,23 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		  [block] "r" (__rseq_block),
 		  [v] "r" (v),
 		  [v2] "r" (v2)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2896,18 +4220,23 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax", "ecx", "edx"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -2973,18 +4302,23 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax", "ecx", "edx"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -3048,18 +4382,23 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax", "ecx", "edx"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	const uintptr_t __rseq_block[8] = { (uintptr_t)cpu, (uintptr_t)owner, (uintptr_t)v, (uintptr_t)expect, (uintptr_t)len, (uintptr_t)src, (uintptr_t)dst, (uintptr_t)newv };
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
@@ -3125,21 +4464,31 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [block] "r" (__rseq_block)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "eax", "ecx", "edx"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 #elif defined(__riscv) && __riscv_xlen == 64
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define rseq_arch_has_load_add_load_load_add_store
+#ifdef RSEQ_GET_ABI_OVERRIDE
+#error "RSEQ_GET_ABI_OVERRIDE: asm/riscv64.rseq gives no c_area_abi"
+#else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_thread_pointer() + (uintptr_t)rseq_offset)
+#endif
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3179,18 +4528,23 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3232,18 +4586,23 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		  [v] "r" (v),
 		  [expect] "r" (expect),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3287,18 +4646,23 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3344,18 +4708,23 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		  [expectnot] "r" (expectnot),
 		  [load] "r" (load),
 		  [voffp] "r" (voffp)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: eq, abort);
+		  RSEQ_INJECT_CLOBBER
+		: eq, abort
+	);
 	return 0;
 eq:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3391,16 +4760,21 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [v] "r" (v),
 		  [count] "r" (count)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t count)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3438,16 +4812,21 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		  [owner] "r" (owner),
 		  [v] "r" (v),
 		  [count] "r" (count)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3487,16 +4866,21 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *ptr, long off, intptr_t inc)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3538,16 +4922,21 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		  [ptr] "r" (ptr),
 		  [off] "r" (off),
 		  [inc] "r" (inc)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5"
-		: abort);
+		  RSEQ_INJECT_CLOBBER
+		: abort
+	);
 	return 0;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3590,18 +4979,23 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3646,18 +5040,23 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3701,18 +5100,23 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3758,18 +5162,23 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		  [newv2] "r" (newv2),
 		  [v2] "r" (v2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3813,18 +5222,23 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3870,18 +5284,23 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		  [v2] "r" (v2),
 		  [expect2] "r" (expect2),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -3943,18 +5362,23 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5", "t4"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -4018,18 +5442,23 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5", "t4"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -4092,18 +5521,23 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5", "t4"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 
 static inline __attribute__((always_inline)) int
 rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *owner, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv)
 {
+	RSEQ_INJECT_C(9)
 	__asm__ __volatile__ goto (
 		"	.pushsection __rseq_cs, \"aw\"\n"
 		"	.balign 32\n"
@@ -4168,12 +5602,16 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		  [src] "r" (src),
 		  [dst] "r" (dst),
 		  [newv] "r" (newv)
+		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "t6", "t5", "t4"
-		: ne, abort);
+		  RSEQ_INJECT_CLOBBER
+		: ne, abort
+	);
 	return 0;
 ne:
 	return 1;
 abort:
+	RSEQ_INJECT_FAILED
 	return -1;
 }
 #endif

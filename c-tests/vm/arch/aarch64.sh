@@ -1,0 +1,23 @@
+# aarch64 guest: cross-built (gcc-aarch64-linux-gnu, Rust target
+# aarch64-unknown-linux-gnu), Debian arm64 kernels on the "virt" machine,
+# TCG only. Sourced by c-tests/vm/run.sh.
+VM_DEB_ARCH=arm64
+VM_RUST_TRIPLE=aarch64-unknown-linux-gnu
+VM_CC=${VM_CC_AARCH64:-aarch64-linux-gnu-gcc}
+VM_STRIP=aarch64-linux-gnu-strip
+VM_LIB_DIRS="/usr/aarch64-linux-gnu/lib"
+VM_QEMU=qemu-system-aarch64
+VM_QEMU_ARGS="-machine virt -m 1G"
+VM_TCG_CPU=max
+VM_KVM_CPU=                           # never KVM: the host is x86_64
+VM_CONSOLE=ttyAMA0
+VM_KERNEL_6_1=linux-image-arm64
+VM_KERNEL_6_12=linux-image-6.12-arm64
+VM_CONFIGS_FAST="
+6.1-a57 6.1 2 cortex-a57 full
+6.12-max 6.12 2 max full
+"
+VM_CONFIGS_SLOW="
+6.1-max 6.1 2 max full
+6.12-a57 6.12 2 cortex-a57 full
+"

@@ -3,6 +3,8 @@
 #   make install [PREFIX=/usr/local] [LIBDIR=...] [INCLUDEDIR=...] [DESTDIR=...]
 #   make install TARGET=i686-unknown-linux-gnu   (another Rust target's library)
 #   make check        every test: Rust tests, then C tests against a staged install
+#   make check-vm     the C tests on real Debian kernels in qemu-system VMs (x86_64, aarch64)
+#   make check-vm-slow  the slower VM configurations
 #   make bench        the benchmark table (see BENCHMARKS.md)
 #   make headers      refresh the generated headers under include/rseq/generated
 
@@ -30,7 +32,7 @@ GENERATED_HEADERS := $(wildcard include/rseq/generated/*.h)
 COMPAT_HEADERS := $(wildcard include/rseq/compat/linux/*.h)
 PC_FILES := librseq.pc libcpu-op.pc
 
-.PHONY: all build install uninstall check check-rust check-c check-slow check-elf check-cross check-i386 check-cross-rust headers bench clean
+.PHONY: all build install uninstall check check-rust check-c check-slow check-elf check-cross check-i386 check-cross-rust check-vm check-vm-slow headers bench clean
 
 all: build
 
@@ -63,7 +65,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq $(DESTDIR)$(DATADIR)/librseq
 	for pc in $(PC_FILES); do rm -f $(DESTDIR)$(PKGCONFIGDIR)/$$pc; done
 
-check: check-rust check-c check-elf check-cross check-i386
+check: check-rust check-c check-elf check-cross check-i386 check-vm
 
 check-rust:
 	$(CARGO) test --all-targets
@@ -139,6 +141,16 @@ check-cross-rust:
 	@if command -v arm-linux-gnueabihf-gcc >/dev/null && command -v qemu-arm >/dev/null && [ -d "$$(rustc --print sysroot)/lib/rustlib/armv7-unknown-linux-gnueabihf" ]; then \
 		$(ARMHF_ENV) $(CARGO) test --target armv7-unknown-linux-gnueabihf --lib --tests; \
 	else echo "armhf Rust tests: SKIPPED (no armhf cross tools, qemu-arm or Rust target)"; fi
+
+# The C tests on real kernels: Debian's 6.1 and 6.12 (fetched with
+# apt-get download into vm-cache/), x86_64 and aarch64, in qemu-system
+# VMs (c-tests/vm/README.md). Skips (exit 0) when qemu-system or a cross
+# tool is missing; .ci/run installs them.
+check-vm:
+	c-tests/vm/run.sh
+
+check-vm-slow:
+	c-tests/vm/run.sh --slow
 
 headers:
 	RSEQ_BLESS=1 $(CARGO) test --test headers

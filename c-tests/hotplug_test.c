@@ -34,8 +34,8 @@
 
 #include "tap.h"
 
-#define ROUNDS		4	/* offline/online cycles per phase, at least */
-#define MIN_OPS		3000	/* per thread, at least */
+#define ROUNDS		2	/* offline/online cycles per phase */
+#define MIN_OPS		500	/* per thread, at least */
 
 struct slot {
 	intptr_t v;

@@ -9,16 +9,22 @@
  *    only static TLS guarantees it, also when the library is dlopen'ed;
  *  - reaching static TLS never calls __tls_get_addr, so never allocates,
  *    so the registration code stays async-signal-safe.
- * The area is kept small (64 bytes, aligned 64) so that glibc's static TLS
+ * The area is kept small (64 bytes, aligned 32) so that glibc's static TLS
  * surplus can hold it when the library is dlopen'ed; librseq's 1024-byte
- * aligned area cannot be. Registration only uses more than 32 bytes of it
- * when the kernel asks for more (see registration.rs).
+ * aligned area cannot be. 32 is the alignment every kernel accepts for a
+ * 32-byte registration; aligning to 64 made dlopen fail on aarch64 glibc
+ * ("cannot allocate memory in static TLS block": its surplus is reserved
+ * with less slack for alignment). Registration uses more than 32 bytes of
+ * the area only when the kernel's feature size and AT_RSEQ_ALIGN allow it
+ * (see registration.rs); a kernel that asks for 64-byte alignment (feature
+ * size above 32) gets the original 32-byte registration.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <rseq/thread-pointer.h>
 
 #define RSEQ_IMPL_AREA_SIZE 64
+#define RSEQ_IMPL_AREA_ALIGN 32
 
 union rseq_impl_area {
 	unsigned char bytes[RSEQ_IMPL_AREA_SIZE];
@@ -41,7 +47,7 @@ static __thread union rseq_impl_area rseq_impl_area_lead[2]
 #define rseq_impl_area (rseq_impl_area_lead[1])
 #else
 static __thread union rseq_impl_area rseq_impl_area
-	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_SIZE))) = {
+	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_ALIGN))) = {
 	.head = { .cpu_id_start = 0, .cpu_id = (uint32_t)-1 },
 };
 #endif

@@ -17,8 +17,18 @@
 //! an unregistered thread (`cpu_id` -1 or -2) that was passed a matching
 //! negative `cpu` reads them and aborts, instead of committing without
 //! the kernel's protection (librseq would commit).
+//!
+//! On a kernel that does not fill in `mm_cid` (before Linux 6.3, feature
+//! size < 28) the area's `mm_cid` field stays 0 in every thread (nothing
+//! ever writes it), so every MM_CID section would "hold" id 0 and commit
+//! concurrently. [`shut_out_mm_cid`] then owns the mm_cid word of slot 0
+//! forever: every MM_CID section aborts (on id 0 it finds the word owned,
+//! on any other id the id check fails), which is the contract "a wrong id
+//! makes the operation abort". The cpu-op engine then serialises mm_cid 0
+//! on the slot's stand-in word instead, and needs no fence for mm_cids.
+//! CPU_ID sections are untouched: no fast-path cost.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::ops::PercpuMode;
 
@@ -64,15 +74,24 @@ pub struct Slot {
     pub mm_cid_holder: AtomicUsize,
     /// Slow-path counters of this CPU and id, by `COUNT_*` index.
     pub counters: [AtomicU64; SLOT_COUNTERS],
-    _pad: [u8; SLOT_SIZE - 24 - 8 * SLOT_COUNTERS],
+    /// The lock cpu-ops on this mm_cid take instead of `mm_cid` while
+    /// that word is owned forever ([`shut_out_mm_cid`]); sections never
+    /// read it.
+    mm_cid_stand_in: AtomicU32,
+    _pad: [u8; SLOT_SIZE - 28 - 8 * SLOT_COUNTERS],
 }
 
 impl Slot {
-    /// The ownership word and holder of a percpu mode.
+    /// The word a cpu-op takes for a percpu mode, and its holder: the
+    /// ownership word, or for an mm_cid word owned forever (see
+    /// [`shut_out_mm_cid`]) the stand-in, which only cpu-ops use.
     #[inline]
     pub fn word(&self, mode: PercpuMode) -> (&AtomicU32, &AtomicUsize) {
         match mode {
             PercpuMode::CpuId => (&self.cpu_id, &self.cpu_id_holder),
+            PercpuMode::MmCid if self.mm_cid.load(Ordering::Relaxed) == OWNED_FOREVER => {
+                (&self.mm_cid_stand_in, &self.mm_cid_holder)
+            }
             PercpuMode::MmCid => (&self.mm_cid, &self.mm_cid_holder),
         }
     }
@@ -131,6 +150,28 @@ pub(crate) fn init() {
     rseq_cpu_op_owners.store(slot0, Ordering::Release);
 }
 
+/// Whether [`shut_out_mm_cid`] ran: no MM_CID section can commit.
+static MM_CID_SHUT_OUT: AtomicBool = AtomicBool::new(false);
+
+/// Makes every MM_CID section abort, for a process whose kernel does not
+/// fill in `mm_cid`: owns slot 0's mm_cid word forever (the field reads 0
+/// in every thread). Called by the library's initialisation after
+/// [`init`] and before `rseq_offset` is published, so before any section
+/// can read the word.
+pub(crate) fn shut_out_mm_cid() {
+    if let Some(s) = slot(0) {
+        s.mm_cid.store(OWNED_FOREVER, Ordering::Relaxed);
+        MM_CID_SHUT_OUT.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether MM_CID sections are shut out (the kernel has no mm_cid): a
+/// cpu-op on an mm_cid then needs no fence.
+#[inline]
+pub fn mm_cid_shut_out() -> bool {
+    MM_CID_SHUT_OUT.load(Ordering::Relaxed)
+}
+
 /// The word a critical section for `cpu` checks, in CPU-number mode
 /// (`mm_cid == false`) or mm_cid mode. Pure address arithmetic: the
 /// section itself loads it, and only after checking that `cpu` is the
@@ -157,4 +198,24 @@ pub fn slot(n: i32) -> Option<&'static Slot> {
 /// one (fork).
 pub fn possible_slots() -> impl Iterator<Item = &'static Slot> {
     (0..crate::cpu::possible().len() as i32).filter_map(slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_owned_forever_is_replaced_by_the_stand_in() {
+        // SAFETY: a Slot is atomics and padding; all-zero is a valid value.
+        let slot = unsafe { Box::<Slot>::new_zeroed().assume_init() };
+        let (w, _) = slot.word(PercpuMode::MmCid);
+        assert!(core::ptr::eq(w, &slot.mm_cid));
+        slot.mm_cid.store(OWNED_FOREVER, Ordering::Relaxed);
+        let (w, h) = slot.word(PercpuMode::MmCid);
+        assert!(core::ptr::eq(w, &slot.mm_cid_stand_in));
+        assert!(core::ptr::eq(h, &slot.mm_cid_holder));
+        // The CPU word is never replaced.
+        let (w, _) = slot.word(PercpuMode::CpuId);
+        assert!(core::ptr::eq(w, &slot.cpu_id));
+    }
 }

@@ -230,6 +230,9 @@ fn init_once() {
     match libc_rseq() {
         Some(libc) => {
             let size = libc_active_size(libc.size, kernel_feature_size());
+            if size < abi::MM_CID_FEATURE_END {
+                crate::owner::shut_out_mm_cid();
+            }
             rseq_flags.store(libc.flags, Ordering::Relaxed);
             rseq_size.store(size, Ordering::Relaxed);
             OWNER.store(Owner::Libc as u8, Ordering::Release);
@@ -248,6 +251,9 @@ fn init_once() {
             let (len, size) = own_registration(feature, kernel_area_align(), area_size, area_align);
             REGISTER_LEN.store(len, Ordering::Relaxed);
             REGISTERED_SIZE.store(size, Ordering::Relaxed);
+            if size < abi::MM_CID_FEATURE_END {
+                crate::owner::shut_out_mm_cid();
+            }
             create_exit_key();
             rseq_flags.store(0, Ordering::Relaxed);
             rseq_size.store(0, Ordering::Relaxed);
@@ -548,6 +554,10 @@ mod tests {
         assert_eq!(own_registration(28, 32, 64, 64), (32, 28));
         // Linux 7.0: feature size 33, align 64.
         assert_eq!(own_registration(33, 64, 64, 64), (33, 33));
+        // ... with this library's area (64 bytes, aligned 32: see area.c):
+        // the original registration.
+        assert_eq!(own_registration(33, 64, 64, 32), (32, 32));
+        assert_eq!(own_registration(28, 32, 64, 32), (32, 28));
         // A future kernel beyond the area: the original registration.
         assert_eq!(own_registration(80, 128, 64, 64), (32, 32));
         assert_eq!(own_registration(40, 128, 64, 64), (32, 32));

@@ -19,9 +19,11 @@
 //!    next (Linux 5.10+).
 //! 4. [`Fence::Migrate`]: without that command, the caller moves itself
 //!    onto the target CPU with `sched_setaffinity` (case 2 by force), then
-//!    back. A CPU that is offline runs nothing and needs no fence. A CPU
-//!    the caller may not run on (outside its cpuset) cannot be fenced
-//!    this way: EINVAL.
+//!    back. A CPU that is offline (or possible but not present) runs
+//!    nothing and needs no fence; one in a hotplug transition is retried
+//!    until it is either reachable or offline. A CPU the caller may not
+//!    run on (outside its cpuset) cannot be fenced this way: EINVAL
+//!    (after about a second of retries, see `REACH_ATTEMPTS`).
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -111,17 +113,114 @@ fn on_target(target: i32, mode: PercpuMode) -> bool {
     }
 }
 
-fn cpu_online(target: i32) -> bool {
-    let path = format!("/sys/devices/system/cpu/cpu{target}/online");
-    match std::fs::read_to_string(path) {
-        Ok(s) => s.trim() != "0",
-        // CPU 0 often has no "online" file: it cannot go offline.
-        Err(_) => true,
+/// Whether `cpu` is in the kernel's online mask, read from sysfs without
+/// allocating (a cpu-op may run in a signal handler). `None` when the
+/// mask cannot be read (no sysfs).
+///
+/// A CPU outside the mask runs no task, so no section can be running
+/// there: a cpu-op needs no fence for it. This covers possible CPUs that
+/// were never present (they have no `cpuN` directory at all). The mask is
+/// read after the ownership word was set: a section that checked the word
+/// before that ran on the CPU then, and the CPU going offline since
+/// preempted it (the kernel aborts preempted sections).
+fn cpu_online(cpu: i32) -> Option<bool> {
+    let mut buf = [0u8; 1024];
+    // SAFETY: a NUL-terminated path; open has no other preconditions.
+    let fd = unsafe {
+        libc::open(
+            c"/sys/devices/system/cpu/online".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
     }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: reads into the unused tail of `buf`, within bounds.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: `fd` is the descriptor opened above, closed once.
+    unsafe { libc::close(fd) };
+    // A list longer than the buffer is cut: trust only complete ranges.
+    let text = &buf[..len];
+    let text = if len == buf.len() {
+        &text[..text.iter().rposition(|&b| b == b',').unwrap_or(0)]
+    } else {
+        text
+    };
+    cpu_list_contains(text, cpu)
+}
+
+/// Whether a kernel CPU list (`0-3,8,10-11`) holds `cpu`; `None` when the
+/// text is not such a list.
+fn cpu_list_contains(text: &[u8], cpu: i32) -> Option<bool> {
+    fn number(s: &[u8]) -> Option<i64> {
+        if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(s.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')))
+    }
+    let text = text.trim_ascii();
+    let mut found = false;
+    for part in text.split(|&b| b == b',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.iter().position(|&b| b == b'-') {
+            Some(dash) => (number(&part[..dash])?, number(&part[dash + 1..])?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        found |= (lo..=hi).contains(&i64::from(cpu));
+    }
+    Some(found)
+}
+
+/// How many times [`reach`] tries to run on a CPU that is online but
+/// refuses the caller: a hotplug transition (the CPU is online but not
+/// yet, or no longer, active) lasts milliseconds; a CPU outside the
+/// caller's cpuset refuses for ever, and costs this bound (about one
+/// second) before EINVAL.
+const REACH_ATTEMPTS: u32 = 1000;
+
+/// Runs the caller on `target` (its affinity set to `one`, that CPU
+/// alone), or finds the CPU offline. Retries during hotplug transitions.
+fn reach(target: i32, one: &libc::cpu_set_t) -> Result<(), Errno> {
+    for attempt in 0..REACH_ATTEMPTS {
+        // sched_setaffinity returns once the caller runs on an allowed
+        // CPU; check rather than trust (the CPU may go down meanwhile).
+        if sys::set_affinity(one).is_ok() && on_target(target, PercpuMode::CpuId) {
+            return Ok(());
+        }
+        match cpu_online(target) {
+            Some(false) => return Ok(()),
+            // Without sysfs a refusal cannot be told from a transition.
+            None => return Err(Errno(libc::EINVAL)),
+            Some(true) if attempt < 16 => {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+            Some(true) => {
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1_000_000,
+                };
+                // SAFETY: `pause` is a valid timespec; no remainder wanted.
+                unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+            }
+        }
+    }
+    Err(Errno(libc::EINVAL))
 }
 
 /// Runs the caller on each CPU of `targets` in turn, then restores its
-/// affinity. Fails with EINVAL if an online target cannot be reached.
+/// affinity. Offline targets (also possible CPUs that are not present)
+/// need no visit. Fails with EINVAL if an online target cannot be reached
+/// (outside the caller's cpuset).
 fn migrate_onto(targets: impl Iterator<Item = i32>) -> Result<(), Errno> {
     let saved = sys::get_affinity()?;
     let mut result = Ok(());
@@ -137,19 +236,9 @@ fn migrate_onto(targets: impl Iterator<Item = i32>) -> Result<(), Errno> {
             libc::CPU_SET(target as usize, &mut one);
             one
         };
-        match sys::set_affinity(&one) {
-            // sched_setaffinity returns once the caller runs on an
-            // allowed CPU; check rather than trust.
-            Ok(()) if on_target(target, PercpuMode::CpuId) => {}
-            Ok(()) => {
-                result = Err(Errno(libc::EINVAL));
-                break;
-            }
-            Err(_) if !cpu_online(target) => {}
-            Err(_) => {
-                result = Err(Errno(libc::EINVAL));
-                break;
-            }
+        result = reach(target, &one);
+        if result.is_err() {
+            break;
         }
     }
     let _ = sys::set_affinity(&saved);
@@ -159,6 +248,11 @@ fn migrate_onto(targets: impl Iterator<Item = i32>) -> Result<(), Errno> {
 /// Fences `target` (a CPU, or an mm_cid) with its ownership word held.
 pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
     if !rseq_possibly_registered() {
+        return Ok(Fence::None);
+    }
+    // No MM_CID section can commit on a kernel without mm_cid (see
+    // `owner::shut_out_mm_cid`): nothing to fence.
+    if mode == PercpuMode::MmCid && crate::owner::mm_cid_shut_out() {
         return Ok(Fence::None);
     }
     if on_target(target, mode) {
@@ -196,4 +290,31 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
 pub fn available() -> bool {
     registration::init();
     !rseq_possibly_registered() || membarrier_ready()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_parsed_without_allocating() {
+        let list = b"0-3,8,10-11\n";
+        for cpu in [0, 1, 3, 8, 10, 11] {
+            assert_eq!(cpu_list_contains(list, cpu), Some(true), "{cpu}");
+        }
+        for cpu in [-1, 4, 7, 9, 12, 4096] {
+            assert_eq!(cpu_list_contains(list, cpu), Some(false), "{cpu}");
+        }
+        assert_eq!(cpu_list_contains(b"0\n", 0), Some(true));
+        assert_eq!(cpu_list_contains(b"\n", 0), Some(false));
+        assert_eq!(cpu_list_contains(b"0-x", 0), None);
+        assert_eq!(cpu_list_contains(b"-3", 0), None);
+    }
+
+    #[test]
+    fn the_running_cpu_is_online() {
+        let (cpu, _) = sys::getcpu().unwrap();
+        assert_eq!(cpu_online(cpu as i32), Some(true));
+        assert_eq!(cpu_online(1 << 20), Some(false));
+    }
 }

@@ -42,12 +42,19 @@ failed_total=0
 # registration on and off) or TEST@VARIANT,... with VARIANT among inline,
 # inline-off, noinline, noinline-off. An arch file may add to a plan
 # with VM_PLAN_EXTRA_<plan>.
-PLAN_quick="cpu_test ops_test registration_test dlopen_test fork_exec_test cpu_op_test mm_cid_test \
-hotplug_test@inline,noinline-off"
-PLAN_topology="cpu_test@inline,noinline-off ops_test@inline,noinline-off cpu_op_test@inline,noinline-off \
-mm_cid_test hotplug_test@inline,noinline-off"
-PLAN_full="cpu_test ops_test registration_test dlopen_test fork_exec_test cpu_op_test mm_cid_test \
-hotplug_test cpu_op_concurrency_test cpu_op_progress_test param_test"
+# quickA and quickB split the variants of the quick tests between two
+# machines of an architecture (all four variants of the light tests run
+# on the pair, registration_test and hotplug_test in two), to keep
+# make check-vm within its budget; mini is the check of a topology.
+LIGHT="cpu_test ops_test dlopen_test fork_exec_test cpu_op_test mm_cid_test"
+PLAN_quickA="$(for t in $LIGHT; do printf '%s ' "$t@inline,noinline-off"; done) \
+registration_test@inline hotplug_test@noinline-off"
+PLAN_quickB="$(for t in $LIGHT; do printf '%s ' "$t@inline-off,noinline"; done) \
+registration_test@noinline-off hotplug_test@inline"
+PLAN_mini="cpu_test@inline mm_cid_test@noinline-off hotplug_test@inline-off"
+PLAN_quick="$LIGHT registration_test hotplug_test"
+PLAN_topology="cpu_test ops_test cpu_op_test mm_cid_test hotplug_test"
+PLAN_full="$PLAN_quick cpu_op_concurrency_test cpu_op_progress_test param_test"
 # Arguments for the tests whose default size is for a native machine.
 test_args() {
 	case $1 in
@@ -228,7 +235,7 @@ boot() {
 for arch in "$@"; do
 	conf=$here/arch/$arch.sh
 	[ -f "$conf" ] || { echo "Bail out! no $conf"; exit 1; }
-	VM_KVM_CPU= VM_RUST_TRIPLE=
+	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB=
 	# shellcheck disable=SC1090
 	. "$conf"
 	missing=""
@@ -246,6 +253,7 @@ for arch in "$@"; do
 	out=$outroot/$arch
 	build_arch "$arch" || { failed_total=$((failed_total + 1)); continue; }
 	if [ $slow = 1 ]; then configs=$VM_CONFIGS_SLOW; else configs=$VM_CONFIGS_FAST; fi
+	[ $slow = 1 ] || [ -z "${VM_FAST_NOTE:-}" ] || echo "# $arch: NOT in check-vm: $VM_FAST_NOTE"
 	echo "$configs" | {
 		f=0
 		while read -r name kver smp cpu kind; do

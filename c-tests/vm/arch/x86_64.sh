@@ -15,14 +15,18 @@ VM_KERNEL_6_1=linux-image-amd64       # bookworm: 6.1
 VM_KERNEL_6_12=linux-image-6.12-amd64 # bookworm-security: 6.12
 # NAME KERNEL SMP CPU PLAN (CPU "-": the accelerator's default)
 VM_CONFIGS_FAST="
-6.1-smp2 6.1 2 - quick
-6.12-smp2 6.12 2 - quick
-6.1-smp4max16 6.1 4,maxcpus=16 - topology
-6.12-smp4max16 6.12 4,maxcpus=16 - topology
-6.1-smp8 6.1 8 - topology
-6.12-smp8 6.12 8 - topology
+6.1-smp2 6.1 2 - quickA
+6.12-smp2 6.12 2 - quickB
+6.1-smp4max16 6.1 4,maxcpus=16 - mini
+6.12-smp4max16 6.12 4,maxcpus=16 - mini
+6.1-smp8 6.1 8 - mini
+6.12-smp8 6.12 8 - mini
 "
 VM_CONFIGS_SLOW="
+6.1-smp2-full 6.1 2 - full
+6.12-smp2-full 6.12 2 - full
 6.1-smp4max16-full 6.1 4,maxcpus=16 - full
-6.12-smp8-full 6.12 8 - full
+6.12-smp4max16-full 6.12 4,maxcpus=16 - full
+6.1-smp8-topology 6.1 8 - topology
+6.12-smp8-topology 6.12 8 - topology
 "

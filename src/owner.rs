@@ -21,7 +21,7 @@
 //! On a kernel that does not fill in `mm_cid` (before Linux 6.3, feature
 //! size < 28) the area's `mm_cid` field stays 0 in every thread (nothing
 //! ever writes it), so every MM_CID section would "hold" id 0 and commit
-//! concurrently. [`shut_out_mm_cid`] then owns the mm_cid word of slot 0
+//! concurrently. `shut_out_mm_cid` then owns the mm_cid word of slot 0
 //! forever: every MM_CID section aborts (on id 0 it finds the word owned,
 //! on any other id the id check fails), which is the contract "a wrong id
 //! makes the operation abort". The cpu-op engine then serialises mm_cid 0
@@ -75,7 +75,7 @@ pub struct Slot {
     /// Slow-path counters of this CPU and id, by `COUNT_*` index.
     pub counters: [AtomicU64; SLOT_COUNTERS],
     /// The lock cpu-ops on this mm_cid take instead of `mm_cid` while
-    /// that word is owned forever ([`shut_out_mm_cid`]); sections never
+    /// that word is owned forever (`shut_out_mm_cid`); sections never
     /// read it.
     mm_cid_stand_in: AtomicU32,
     _pad: [u8; SLOT_SIZE - 28 - 8 * SLOT_COUNTERS],
@@ -84,7 +84,7 @@ pub struct Slot {
 impl Slot {
     /// The word a cpu-op takes for a percpu mode, and its holder: the
     /// ownership word, or for an mm_cid word owned forever (see
-    /// [`shut_out_mm_cid`]) the stand-in, which only cpu-ops use.
+    /// `shut_out_mm_cid`) the stand-in, which only cpu-ops use.
     #[inline]
     pub fn word(&self, mode: PercpuMode) -> (&AtomicU32, &AtomicUsize) {
         match mode {
@@ -150,7 +150,7 @@ pub(crate) fn init() {
     rseq_cpu_op_owners.store(slot0, Ordering::Release);
 }
 
-/// Whether [`shut_out_mm_cid`] ran: no MM_CID section can commit.
+/// Whether `shut_out_mm_cid` ran: no MM_CID section can commit.
 static MM_CID_SHUT_OUT: AtomicBool = AtomicBool::new(false);
 
 /// Makes every MM_CID section abort, for a process whose kernel does not

@@ -41,7 +41,7 @@ union rseq_impl_area {
  * area could sit at offset 0, the rseq_offset value that means "no area":
  * keep one aligned slot in front of it. */
 static __thread union rseq_impl_area rseq_impl_area_lead[2]
-	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_SIZE))) = {
+	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_ALIGN))) = {
 	[1] = { .head = { .cpu_id_start = 0, .cpu_id = (uint32_t)-1 } },
 };
 #define rseq_impl_area (rseq_impl_area_lead[1])

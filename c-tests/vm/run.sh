@@ -54,7 +54,7 @@ registration_test@noinline-off hotplug_test@inline"
 PLAN_mini="cpu_test@inline mm_cid_test@noinline-off hotplug_test@inline-off"
 PLAN_quick="$LIGHT registration_test hotplug_test"
 PLAN_topology="cpu_test ops_test cpu_op_test mm_cid_test hotplug_test"
-PLAN_full="$PLAN_quick cpu_op_concurrency_test cpu_op_progress_test param_test"
+PLAN_full="$PLAN_quick cpu_op_concurrency_test cpu_op_progress_test param_test inject_test knobs_test"
 # Arguments for the tests whose default size is for a native machine.
 test_args() {
 	case $1 in

@@ -230,7 +230,7 @@ fn init_once() {
     match libc_rseq() {
         Some(libc) => {
             let size = libc_active_size(libc.size, kernel_feature_size());
-            if size < abi::MM_CID_FEATURE_END {
+            if kernel_lacks_mm_cid(size) {
                 crate::owner::shut_out_mm_cid();
             }
             rseq_flags.store(libc.flags, Ordering::Relaxed);
@@ -251,7 +251,7 @@ fn init_once() {
             let (len, size) = own_registration(feature, kernel_area_align(), area_size, area_align);
             REGISTER_LEN.store(len, Ordering::Relaxed);
             REGISTERED_SIZE.store(size, Ordering::Relaxed);
-            if size < abi::MM_CID_FEATURE_END {
+            if kernel_lacks_mm_cid(size) {
                 crate::owner::shut_out_mm_cid();
             }
             create_exit_key();
@@ -262,6 +262,16 @@ fn init_once() {
         }
     }
     crate::cpu_op::on_init();
+}
+
+/// Whether the kernel has rseq but does not fill in `mm_cid` for a
+/// registration of feature size `size`: MM_CID sections must then be shut
+/// out (see `owner::shut_out_mm_cid`). Without rseq at all (no system
+/// call, or a sandbox refusing it) no section can commit anyway, and
+/// programs that play the kernel for the sections (the qemu-user smoke
+/// tests) keep working.
+fn kernel_lacks_mm_cid(size: u32) -> bool {
+    size < abi::MM_CID_FEATURE_END && sys::rseq_probe() == Errno(libc::EINVAL)
 }
 
 fn create_exit_key() {

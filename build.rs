@@ -86,7 +86,7 @@ struct Declarations {
     about: &'static str,
 }
 
-const DECLARATIONS: [Declarations; 4] = [
+const DECLARATIONS: [Declarations; 5] = [
     Declarations {
         header: "api.h",
         guard: "_RSEQ_GENERATED_API_H",
@@ -110,6 +110,12 @@ const DECLARATIONS: [Declarations; 4] = [
         guard: "_RSEQ_GENERATED_PERCPU_API_H",
         sources: &["src/capi/percpu.rs"],
         about: "The percpu_* operations; <rseq/percpu-op.h> also defines them inline\n * and declares these only when the inline definitions are not used.\n * Included by <rseq/percpu-op.h>; do not include directly.",
+    },
+    Declarations {
+        header: "mempool-api.h",
+        guard: "_RSEQ_GENERATED_MEMPOOL_API_H",
+        sources: &["src/capi/mempool.rs"],
+        about: "The per-CPU memory pool functions (always exported, never inlined).\n * Included by <rseq/mempool.h>; do not include directly.",
     },
 ];
 

@@ -17,6 +17,7 @@
 //! - [`owner`]: the per-CPU ownership words shared by sections and cpu-ops;
 //! - [`ops`]: the critical-section operations;
 //! - [`cpu_op`]: the CPU op vector engine;
+//! - [`mempool`]: the per-CPU memory pool (`rseq_mempool_*`);
 //! - [`percpu`]: safe per-CPU data structures (a counter);
 //! - [`stats`]: slow-path counters;
 //! - `capi`: every exported C function, in one layer.
@@ -45,6 +46,7 @@ pub mod arch;
 mod capi;
 pub mod cpu;
 pub mod cpu_op;
+pub mod mempool;
 pub mod ops;
 pub mod owner;
 pub mod percpu;
@@ -69,4 +71,6 @@ pub mod generated {
     pub const CPU_OP_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/cpu-op-api.h"));
     /// `include/rseq/generated/percpu-api.h`.
     pub const PERCPU_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/percpu-api.h"));
+    /// `include/rseq/generated/mempool-api.h`.
+    pub const MEMPOOL_API_H: &str = include_str!(concat!(env!("OUT_DIR"), "/mempool-api.h"));
 }

@@ -5,12 +5,13 @@
 
 use std::path::Path;
 
-const GENERATED: [(&str, &str); 5] = [
+const GENERATED: [(&str, &str); 6] = [
     ("sequences.h", rseq::generated::SEQUENCES_H),
     ("api.h", rseq::generated::API_H),
     ("inline-api.h", rseq::generated::INLINE_API_H),
     ("cpu-op-api.h", rseq::generated::CPU_OP_API_H),
     ("percpu-api.h", rseq::generated::PERCPU_API_H),
+    ("mempool-api.h", rseq::generated::MEMPOOL_API_H),
 ];
 
 #[test]

@@ -28,6 +28,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* As librseq's: programs rely on it for exit(), abort(), perror(). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include <rseq/abi.h>

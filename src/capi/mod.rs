@@ -21,6 +21,7 @@ mod cpu;
 mod cpu_op;
 #[cfg(not(miri))]
 mod interpose;
+mod mempool;
 mod ops;
 mod percpu;
 mod thread;

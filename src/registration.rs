@@ -88,6 +88,22 @@ static REGISTER_LEN: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_ALLOC_SIZE);
 static REGISTERED_SIZE: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_FEATURE_SIZE);
 /// Key whose destructor unregisters exiting threads (`u32::MAX`: none).
 static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Automatic registration (on unless [`AUTO_REGISTER_ENV`] is `0`).
+static AUTO: AtomicU8 = AtomicU8::new(1);
+
+/// The environment variable that turns automatic registration off:
+/// `RSEQ_AUTO_REGISTER=0` (read once, at initialisation). Threads are
+/// then registered only by `rseq_register_current_thread()`, and
+/// `rseq_size` stays 0 until the first such call succeeds, exactly as
+/// with librseq. Any other value (or none) keeps it on.
+pub const AUTO_REGISTER_ENV: &str = "RSEQ_AUTO_REGISTER";
+
+/// Whether the library registers threads by itself (when it owns
+/// registration).
+#[inline]
+pub fn auto_register() -> bool {
+    AUTO.load(Ordering::Relaxed) != 0
+}
 
 extern "C" {
     fn rseq_impl_area_offset() -> isize;
@@ -225,6 +241,9 @@ pub fn init() {
 }
 
 fn init_once() {
+    if std::env::var_os(AUTO_REGISTER_ENV).is_some_and(|v| v == "0") {
+        AUTO.store(0, Ordering::Relaxed);
+    }
     crate::cpu::possible();
     crate::owner::init();
     match libc_rseq() {
@@ -288,7 +307,7 @@ fn create_exit_key() {
 #[ctor::ctor(unsafe)]
 fn load() {
     init();
-    if owner() == Owner::Library {
+    if owner() == Owner::Library && auto_register() {
         let _ = register_thread(false);
     }
 }
@@ -322,6 +341,9 @@ struct ThreadState(*mut u64);
 
 const REFS_MASK: u64 = 0xffff_ffff;
 const EXIT_HOOK_ARMED: u64 = 1 << 32;
+/// The last registration attempt of this thread failed: the slow path
+/// does not retry it (the area's cpu_id stays -1, as librseq leaves it).
+const REGISTRATION_FAILED: u64 = 1 << 33;
 
 impl ThreadState {
     fn current() -> ThreadState {
@@ -392,6 +414,8 @@ fn register_own_area(explicit: bool) -> sys::Result<()> {
     }
     match sys_register(0) {
         Ok(()) | Err(Errno(libc::EBUSY)) => {
+            let state = ThreadState::current();
+            state.set(state.get() & !REGISTRATION_FAILED);
             let _ = rseq_size.compare_exchange(
                 0,
                 REGISTERED_SIZE.load(Ordering::Relaxed),
@@ -402,16 +426,11 @@ fn register_own_area(explicit: bool) -> sys::Result<()> {
             Ok(())
         }
         Err(e) => {
-            // Mark the failure as glibc does, so that the slow path does
+            // Remember the failure (in our own TLS, not in the area: its
+            // cpu_id stays -1 as with librseq), so that the slow path does
             // not retry the system call on every abort.
-            // SAFETY: the registration failed: the kernel does not own the
-            // area, this thread may write it.
-            unsafe {
-                core::ptr::write_volatile(
-                    core::ptr::addr_of_mut!((*own_area()).cpu_id),
-                    abi::CPU_ID_REGISTRATION_FAILED as u32,
-                )
-            };
+            let state = ThreadState::current();
+            state.set(state.get() | REGISTRATION_FAILED);
             let size = rseq_size.load(Ordering::Relaxed);
             if explicit && size != 0 && size != u32::MAX {
                 // librseq: after one thread registered, a failure in
@@ -508,7 +527,11 @@ pub fn unregister_current_thread() -> sys::Result<()> {
 #[cold]
 pub fn on_slow_path() {
     init();
-    if owner() == Owner::Library && own_cpu_id() == abi::CPU_ID_UNINITIALIZED {
+    if owner() == Owner::Library
+        && auto_register()
+        && own_cpu_id() == abi::CPU_ID_UNINITIALIZED
+        && ThreadState::current().get() & REGISTRATION_FAILED == 0
+    {
         let _ = register_thread(false);
     }
 }
@@ -516,7 +539,7 @@ pub fn on_slow_path() {
 /// Registers a thread as it starts (from the `pthread_create`
 /// interposer), before its start routine runs.
 pub fn on_thread_start() {
-    if owner() == Owner::Library {
+    if owner() == Owner::Library && auto_register() {
         let _ = register_thread(false);
     }
 }

@@ -5,7 +5,9 @@
 # this is also the no-rseq environment: everything runs through the
 # cpu-op paths.
 #   must pass: seccomp_api ENOSYS (inline and noinline: the API with rseq
-#     refused), cpu_op_test (inline and noinline), plain_mt with the
+#     refused), cpu_op_test (inline and noinline), mempool_test (inline,
+#     noinline and C++; its robust-mode fork checks skip themselves) and
+#     mempool_stress_test (percpu_* path only), plain_mt with the
 #     library preloaded (same output and exit status as natively);
 #   memcheck only (they need working rseq and stop early, or fail their
 #     rseq assertions): ops_test, cpu_test, fork_exec_test, param_test;
@@ -68,7 +70,7 @@ memcheck() {
 
 memcheck "seccomp_api (rseq -> ENOSYS under valgrind)" tap "$WORK/seccomp_api" ENOSYS
 memcheck "seccomp_api-noinline" tap "$WORK/seccomp_api-noinline" ENOSYS
-for t in cpu_op_test cpu_op_test-noinline; do
+for t in cpu_op_test cpu_op_test-noinline mempool_test mempool_test-noinline mempool_cxx_test mempool_stress_test; do
 	memcheck "$t" tap "$BIN/$t"
 done
 "$WORK/plain_mt" >"$WORK/plain.native" 2>&1

@@ -166,6 +166,10 @@ static void *check_thread_api(void *arg)
 	   "%s: rseq_size %u, rseq_flags %u: no feature available", who, rseq_size, rseq_flags);
 	ok(rseq_current_cpu_raw() < 0 && rseq_cpu_start() < (uint32_t)nr_cpus,
 	   "%s: cpu_id %d < 0, cpu_id_start %u a possible CPU", who, (int)rseq_current_cpu_raw(), rseq_cpu_start());
+	/* As librseq: a failed registration leaves cpu_id uninitialised. */
+	ok(rseq_current_cpu_raw() == RSEQ_ABI_CPU_ID_UNINITIALIZED,
+	   "%s: cpu_id stays RSEQ_ABI_CPU_ID_UNINITIALIZED (-1) after the failed registration (%d)", who,
+	   (int)rseq_current_cpu_raw());
 	ok(same_cpu(acc_current_cpu) && same_cpu(acc_fallback_cpu) && same_cpu(acc_percpu_cpu) && same_cpu(acc_cpu_op_cpu),
 	   "%s: rseq_current_cpu, rseq_fallback_current_cpu, percpu_current_cpu, cpu_op_get_current_cpu agree with sched_getcpu",
 	   who);

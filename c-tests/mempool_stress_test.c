@@ -28,7 +28,8 @@
 
 #include "tap.h"
 
-#define ITERS 50000
+/* Iterations per thread; the first argument overrides it. */
+static int ITERS = 50000;
 
 struct node {
 	intptr_t next;
@@ -125,9 +126,10 @@ static void *worker(void *arg)
 			if (!n)
 				bail_out("node allocation failed: %s", strerror(errno));
 			n->value = i + 1;
-			push(use_rseq, n);
-			pushed_sum[id] += n->value;
+			/* Once pushed, the node may be popped and freed by another thread. */
+			pushed_sum[id] += i + 1;
 			pushed_n[id]++;
+			push(use_rseq, n);
 		} else {
 			struct node *n = pop(use_rseq);
 
@@ -145,7 +147,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct rseq_mempool_attr *attr = rseq_mempool_attr_create();
 	struct rseq_mempool *percpu_pool;
@@ -154,6 +156,8 @@ int main(void)
 	pthread_t *t;
 
 	plan_no_plan();
+	if (argc > 1 && atoi(argv[1]) > 0)
+		ITERS = atoi(argv[1]);
 	if (sched_getaffinity(0, sizeof(allowed), &allowed))
 		bail_out("sched_getaffinity");
 	nthreads = 6 * CPU_COUNT(&allowed);

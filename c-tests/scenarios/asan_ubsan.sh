@@ -3,7 +3,8 @@
 # Every C test (c-tests/*_test.c, inline and -DRSEQ_NO_INLINE) built with
 # -fsanitize=address,undefined -fno-omit-frame-pointer by gcc and by
 # clang, linked with the real library (dlopen_test loads it), run with
-# glibc's registration on and off (param_test at 25% scale). Options:
+# glibc's registration on and off (param_test at 25% scale,
+# mempool_stress_test at 10000 iterations per thread). Options:
 # ASAN_OPTIONS=detect_leaks=1 (LeakSanitizer on, no suppressions),
 # UBSAN_OPTIONS=print_stacktrace=1. Nothing is excluded: ASan runs the
 # ptrace single-stepping and seccomp parts of cpu_op_progress_test too.
@@ -32,6 +33,7 @@ for compiler in cc clang; do
 		[ "$t" = dlopen_test ] && libs=
 		args=
 		[ "$t" = param_test ] && args="-r 25"
+		[ "$t" = mempool_stress_test ] && args=10000
 		for v in inline noinline; do
 			d=
 			[ $v = noinline ] && d=-DRSEQ_NO_INLINE

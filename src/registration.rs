@@ -41,6 +41,13 @@
 //! so the kernel never writes into a freed TLS block. Explicit
 //! register/unregister calls nest on top of that (see
 //! [`register_current_thread`]).
+//!
+//! `RSEQ_AUTO_REGISTER=0` in the environment ([`AUTO_REGISTER_ENV`])
+//! turns all of that off, for librseq's exact behaviour: only explicit
+//! calls register, and `rseq_size` is 0 until the first one succeeds. A
+//! failed registration leaves the area's `cpu_id` at -1, as librseq's
+//! does; the failure is remembered in the thread's own state so that the
+//! slow path does not retry it on every abort.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};

@@ -84,15 +84,12 @@ pub extern "C" fn rseq_mempool_create(
             None
         } else {
             // SAFETY: a non-NULL name is a C string, by contract.
-            match unsafe { CStr::from_ptr(pool_name) }.to_str() {
-                Ok(s) => Some(s),
-                Err(_) => return null(libc::EINVAL),
-            }
+            Some(unsafe { CStr::from_ptr(pool_name) }.to_string_lossy())
         };
         let default = Attr::default();
         // SAFETY: as in `attr_mut`, read only.
         let attr = unsafe { attr.cast::<Attr>().as_ref() }.unwrap_or(&default);
-        match Pool::new(name, item_len, attr) {
+        match Pool::new(name.as_deref(), item_len, attr) {
             // The handle is a boxed Arc, so that `pool_ref` can lend it.
             Ok(pool) => Box::into_raw(Box::new(pool)).cast(),
             Err(e) => null(e.0),

@@ -41,7 +41,7 @@ static intptr_t __rseq_percpu *heads;
 static struct rseq_mempool *node_pool;
 static int nr_cpus, have_rseq;
 static cpu_set_t allowed;
-static intptr_t pushed_sum[1024], popped_sum[1024], pushed_n[1024], popped_n[1024];
+static int64_t pushed_sum[1024], popped_sum[1024], pushed_n[1024], popped_n[1024];
 
 static void migrate(unsigned int *seed)
 {
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 	struct rseq_mempool_attr *attr = rseq_mempool_attr_create();
 	struct rseq_mempool *percpu_pool;
 	int nthreads, i, cpu;
-	intptr_t total = 0, want_sum = 0, want_n = 0, left_sum = 0, left_n = 0;
+	int64_t total = 0, want_sum = 0, want_n = 0, left_sum = 0, left_n = 0;
 	pthread_t *t;
 
 	plan_no_plan();
@@ -202,10 +202,10 @@ int main(int argc, char **argv)
 		want_sum += pushed_sum[i] - popped_sum[i];
 		want_n += pushed_n[i] - popped_n[i];
 	}
-	ok(total == (intptr_t)nthreads * ITERS, "per-CPU pool counters: total %ld == %ld", (long)total,
-	   (long)nthreads * ITERS);
-	ok(left_n == want_n && left_sum == want_sum, "per-CPU pool lists: %ld nodes (sum %ld) left == pushed - popped (%ld, %ld)",
-	   (long)left_n, (long)left_sum, (long)want_n, (long)want_sum);
+	ok(total == (int64_t)nthreads * ITERS, "per-CPU pool counters: total %lld == %lld", (long long)total,
+	   (long long)nthreads * ITERS);
+	ok(left_n == want_n && left_sum == want_sum, "per-CPU pool lists: %lld nodes (sum %lld) left == pushed - popped (%lld, %lld)",
+	   (long long)left_n, (long long)left_sum, (long long)want_n, (long long)want_sum);
 	rseq_mempool_percpu_free(counter);
 	rseq_mempool_percpu_free(heads);
 	/* Robust: aborts if a node was lost or freed twice. */

@@ -385,9 +385,11 @@ static void test_robust(void)
 {
 	struct rseq_mempool *pool = robust_pool();
 	uintptr_t *p = (uintptr_t *)rseq_mempool_percpu_zmalloc(pool);
+	uintptr_t poison;
 
+	memset(&poison, 0x55, sizeof(poison));
 	rseq_mempool_percpu_free(p);
-	ok(p[0] == 0x5555555555555555ULL && rseq_percpu_ptr(p, 1)[3] == 0x5555555555555555ULL,
+	ok(p[0] == poison && rseq_percpu_ptr(p, 1)[3] == poison,
 	   "robust: freed items get the default poison on every CPU");
 	ok(rseq_mempool_percpu_malloc(pool) == p, "robust: an intact freed item is reused");
 	rseq_mempool_percpu_free(p);

@@ -385,7 +385,11 @@ pub extern "C" fn rseq_mempool_attr_set_max_nr_ranges(
     max_nr_ranges: c_ulong,
 ) -> c_int {
     with_attr(attr, |a| {
-        a.max_nr_ranges = max_nr_ranges;
+        // c_ulong is 32 bits on i386 and 64 bits on x86_64.
+        #[allow(clippy::unnecessary_cast)]
+        {
+            a.max_nr_ranges = max_nr_ranges as u64;
+        }
         0
     })
 }

@@ -80,9 +80,13 @@ fn item_sizes_round_up_and_ranges_are_bounded() {
         max_nr_ranges: 1,
         ..percpu(4096, 2)
     };
+    // At least a pointer: 8 bytes on 64-bit targets, 4 on i386.
     let pool = Pool::new(None, 3, &attr).unwrap();
-    assert_eq!(pool.item_len(), 8);
-    let items: Vec<_> = (0..512).map(|_| pool.alloc(false, None).unwrap()).collect();
+    let word = core::mem::size_of::<usize>();
+    assert_eq!(pool.item_len(), word);
+    let items: Vec<_> = (0..4096 / word)
+        .map(|_| pool.alloc(false, None).unwrap())
+        .collect();
     assert_eq!(pool.alloc(false, None).err(), Some(Errno(libc::ENOMEM)));
     free(items[7] as usize, 4096).unwrap();
     assert_eq!(pool.alloc(false, None).unwrap(), items[7]);

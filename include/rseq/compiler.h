@@ -72,8 +72,4 @@
 /* The memory barriers (rseq_smp_mb(), ...) are per architecture, in
  * <rseq/arch.h>. */
 
-/* The second argument: optional macro parameters with a default, as in
- * rseq_percpu_ptr(ptr, cpu[, stride]). */
-#define RSEQ_PARAM_SELECT_ARG1(_arg0, _arg1, ...)	_arg1
-
 #endif /* _RSEQ_COMPILER_H */

@@ -8,7 +8,7 @@
 //!
 //! # The mechanism
 //!
-//! Every CPU (and every mm_cid) has an ownership word ([`crate::owner`]).
+//! Every CPU (and every mm_cid) has an ownership word (in the crate-private `owner` module).
 //! Every critical section of this library, after storing its descriptor
 //! into `rseq_cs` and checking that it runs on its CPU, loads that CPU's
 //! word (with acquire semantics on weakly ordered CPUs) and aborts if it is

@@ -13,19 +13,47 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
 DESTDIR ?=
 
 CARGO ?= cargo
 INSTALL ?= install
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SOVERSION := 0
-# What a static link of librseq.a needs besides it (rustc --print native-static-libs).
-LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# What a static link of librseq.a needs besides it (rustc --print
+# native-static-libs, less -lgcc_s: the compiler driver adds the unwinder
+# itself, libgcc_s or, for a -static link, libgcc_eh), plus glibc's
+# pthread_create for a fully static program (see src/area.c).
+LIBS_PRIVATE := -Wl,-u,__pthread_create_2_1 -lutil -lrt -lpthread -lm -ldl -lc
 # TARGET=<rust triple> builds and installs that target's library (the
 # i386 check uses it); empty: the host's.
 TARGET ?=
 RELEASE := target/$(if $(TARGET),$(TARGET)/)release
+# The C libraries: the crate as a shared library and a static archive with
+# the C API (Cargo.toml's default is a plain rlib that exports nothing).
+# INTERPOSE=0 leaves out the exported pthread_create (README, "Symbols").
+INTERPOSE ?= 1
+CAPI_FEATURES := $(if $(filter 0,$(INTERPOSE)),capi,interpose)
+CARGO_CLIB = $(CARGO) rustc --release --lib $(if $(TARGET),--target $(TARGET)) \
+	--features $(CAPI_FEATURES) --crate-type cdylib,staticlib
 STAGE := $(CURDIR)/build-out/stage
+# librseq.a as installed: the whole Rust archive linked into one object
+# (ld -r, unreachable sections dropped) whose only global symbols are the
+# C API of the golden list. Rust std, the compiler builtins and
+# rust_eh_personality become local, and the COMDAT group of the
+# personality's DW.ref is renamed (else another Rust archive's group would
+# be discarded for it): the archive links next to any other Rust
+# staticlib. gcc-ar names GCC's LTO plugin, which keeps binutils from
+# trying the LLVM one (it aborts on rustc's objects on Debian bookworm).
+# STATIC_LD: the host's GNU ld, in i386 mode for an i686 TARGET.
+STATIC := build-out/static
+EXPORTED := c-tests/exported-symbols.txt
+OBJCOPY ?= objcopy
+STATIC_LD ?= $(LD)$(if $(filter i686-% i586-%,$(TARGET)), -m elf_i386)
+STATIC_AR ?= $(shell command -v gcc-ar || echo ar)
+MAN_PAGES := $(wildcard man/*.3)
+# Every name of a page's NAME line (but its own) becomes a symlink to it.
+man_names = sed -n '/^\.SH NAME/{n;s/ \\- .*//;s/,//g;p;q}' $(1)
 
 HEADERS := $(wildcard include/rseq/*.h)
 GENERATED_HEADERS := $(wildcard include/rseq/generated/*.h)
@@ -37,14 +65,21 @@ PC_FILES := librseq.pc libcpu-op.pc
 all: build
 
 build:
-	$(CARGO) build --release --lib $(if $(TARGET),--target $(TARGET))
+	$(CARGO_CLIB)
+	rm -rf $(STATIC) && mkdir -p $(STATIC)
+	grep -v '^#' $(EXPORTED) | sed '/^$$/d' > $(STATIC)/keep.txt
+	$(STATIC_LD) -r --gc-sections $$(sed 's/^/-u /' $(STATIC)/keep.txt) \
+		--whole-archive $(RELEASE)/librseq.a -o $(STATIC)/librseq.o
+	$(OBJCOPY) --redefine-sym DW.ref.rust_eh_personality=DW.ref.rseq_rust_eh_personality \
+		--keep-global-symbols=$(STATIC)/keep.txt $(STATIC)/librseq.o
+	$(STATIC_AR) rcs $(STATIC)/librseq.a $(STATIC)/librseq.o
 
 install: build
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/rseq/generated $(DESTDIR)$(PKGCONFIGDIR)
 	$(INSTALL) -m 755 $(RELEASE)/librseq.so $(DESTDIR)$(LIBDIR)/librseq.so.$(VERSION)
 	ln -sf librseq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/librseq.so.$(SOVERSION)
 	ln -sf librseq.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/librseq.so
-	$(INSTALL) -m 644 $(RELEASE)/librseq.a $(DESTDIR)$(LIBDIR)/librseq.a
+	$(INSTALL) -m 644 $(STATIC)/librseq.a $(DESTDIR)$(LIBDIR)/librseq.a
 	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/
 	$(INSTALL) -m 644 $(GENERATED_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/generated/
 	if [ -n "$(COMPAT_HEADERS)" ]; then \
@@ -52,6 +87,12 @@ install: build
 		$(INSTALL) -m 644 $(COMPAT_HEADERS) $(DESTDIR)$(INCLUDEDIR)/rseq/compat/linux/; fi
 	$(INSTALL) -d $(DESTDIR)$(DATADIR)/librseq/valgrind
 	$(INSTALL) -m 644 share/valgrind/librseq.supp $(DESTDIR)$(DATADIR)/librseq/valgrind/
+	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man3
+	$(INSTALL) -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man3/
+	for m in $(MAN_PAGES); do p=$${m##*/}; \
+		for a in $$($(call man_names,$$m)); do \
+			[ "$$a.3" = "$$p" ] || ln -sf "$$p" "$(DESTDIR)$(MANDIR)/man3/$$a.3"; \
+		done; done
 	for pc in $(PC_FILES); do \
 		[ -f pkgconfig/$$pc.in ] || continue; \
 		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -63,6 +104,8 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/librseq.so* $(DESTDIR)$(LIBDIR)/librseq.a
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/rseq $(DESTDIR)$(DATADIR)/librseq
+	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man3/$${m##*/}; \
+		for a in $$($(call man_names,$$m)); do rm -f "$(DESTDIR)$(MANDIR)/man3/$$a.3"; done; done
 	for pc in $(PC_FILES); do rm -f $(DESTDIR)$(PKGCONFIGDIR)/$$pc; done
 
 check: check-rust check-c check-elf check-cross check-i386 check-vm

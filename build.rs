@@ -1,7 +1,8 @@
 //! Build script: generates the critical sections (Rust and C) from the
 //! templates in `asm/`, the C declarations of the exported functions with
-//! cbindgen, compiles the small C part (the static-TLS area), and sets the
-//! shared library's SONAME and `-z nodelete`.
+//! cbindgen, compiles the small C part (the static-TLS area), and, with
+//! the `capi` feature, sets the shared library's SONAME, `-z nodelete`
+//! and the GNU linker.
 //!
 //! Generated headers land in `$OUT_DIR`; the committed copies under
 //! `include/rseq/generated/` are refreshed by `make headers` and checked
@@ -45,10 +46,20 @@ fn main() {
         .extra_warnings(true)
         .compile("rseq_area");
 
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
-    // The library's descriptors must outlive every thread whose rseq_cs
-    // may point at them: never unload it.
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // The shared library exists only with the C API (the Makefile builds
+    // it with `cargo rustc --crate-type cdylib,staticlib --features capi`).
+    if env::var_os("CARGO_FEATURE_CAPI").is_some() {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
+        // The library's descriptors must outlive every thread whose
+        // rseq_cs may point at them: never unload it.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+        // GNU ld, not rustc's default rust-lld: lld's layout (the code
+        // segment's file offset 0x1000 away from its address, and a probe
+        // note of a discarded function left at address 0x45) makes perf
+        // 6.1 and bpftrace 0.17 misplace the USDT uprobes (c-tests/
+        // elf-check.sh and scenarios/usdt_perf.sh check it).
+        println!("cargo:rustc-cdylib-link-arg=-fuse-ld=bfd");
+    }
 }
 
 fn read(path: &str) -> String {

@@ -29,7 +29,7 @@ fn slots() -> Vec<Padded<AtomicIsize>> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn minimal_rseq_add(slots: &[Padded<AtomicIsize>]) {
-    let off = rseq::registration::rseq_offset.load(Ordering::Relaxed);
+    let off = rseq::registration::offset();
     loop {
         let cpu = rseq::cpu::cpu_start();
         let v = slots[cpu as usize].0.as_ptr();
@@ -233,7 +233,8 @@ fn cpu_ops(c: &mut Criterion) {
         let mut v: u64 = 0;
         let ops = [cpu_op::CpuOp::add(&mut v as *mut u64 as usize, 1, 8)];
         g.bench_function("cpu_opv (checked vector, 1 add) own CPU", |b| {
-            b.iter(|| cpu_op::opv(&ops, 0, 0))
+            // SAFETY: the vector adds to `v`, a local only it touches.
+            b.iter(|| unsafe { cpu_op::opv(&ops, 0, 0) })
         });
         // SAFETY: restoring the saved mask.
         unsafe { libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &saved) };

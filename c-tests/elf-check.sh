@@ -38,6 +38,26 @@ for probe in rseq:abort rseq:fallback cpu_op:begin cpu_op:end cpu_op:wait; do
 	printf '%s\n' "$probes" | grep -qx "$probe"
 	check $? "USDT probe $probe present"
 done
+# Every probe address lies in .text (a probe of a discarded function once
+# had address 0x45), and every executable segment has its file offset
+# equal to its address, the layout perf 6.1 and bpftrace 0.17 translate
+# correctly (rust-lld's code segment sat 0x1000 off: perf got 2 of 1000
+# hits; the library is linked with GNU ld, see build.rs).
+text=$(readelf -W -S "$lib" | awk '$2 == ".text" { print $4, $6 }')
+lo=$((0x${text%% *})) hi=$((0x${text%% *} + 0x${text##* }))
+nloc=0 bad=
+for x in $(readelf -n "$lib" | awk '/Location:/ { sub(",", "", $2); print $2 }'); do
+	nloc=$((nloc + 1))
+	[ $((x)) -ge $lo ] && [ $((x)) -lt $hi ] || bad="$bad $x"
+done
+[ -n "$text" ] && [ "$nloc" -gt 0 ] && [ -z "$bad" ]
+check $? "all $nloc USDT probe addresses lie in .text${bad:+ (outside:$bad)}"
+skew=
+for seg in $(readelf -W -l "$lib" | awk '$1 == "LOAD" && (index($7, "E") || $8 == "E") { print $2 "/" $3 }'); do
+	[ $((${seg%/*})) -eq $((${seg#*/})) ] || skew="$skew $seg"
+done
+[ -z "$skew" ]
+check $? "executable segments have file offset == address${skew:+ (offset/address:$skew)}"
 if command -v gdb >/dev/null 2>&1; then
 	n_gdb=$(gdb -batch -ex "info probes" "$lib" 2>/dev/null | grep -cE '^stap +(rseq|cpu_op) ')
 	[ "$n_gdb" -ge 5 ]

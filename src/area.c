@@ -99,3 +99,19 @@ uint64_t *rseq_impl_cpu_op_marker_ptr(void)
 {
 	return &rseq_impl_cpu_op_marker;
 }
+
+/* glibc's pthread_create under its internal name, for a fully static
+ * program, where dlsym(RTLD_NEXT) finds nothing. Weak: a dynamic libc does
+ * not export the name (this is then NULL, and dlsym finds the function);
+ * a static link gets it with -Wl,-u,__pthread_create_2_1, which
+ * `pkg-config --static --libs librseq` adds (the member it pulls from
+ * libc.a defines pthread_create weak, so the library's stays in use). */
+#include <pthread.h>
+extern int __pthread_create_2_1(pthread_t *, const pthread_attr_t *,
+				void *(*)(void *), void *) __attribute__((weak));
+
+__attribute__((visibility("hidden")))
+void *rseq_impl_static_pthread_create(void)
+{
+	return (void *)__pthread_create_2_1;
+}

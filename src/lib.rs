@@ -3,7 +3,18 @@
 //! This crate is the implementation of `librseq.so.0`, a drop-in
 //! replacement for the C library librseq and for libcpu-op (the user-space
 //! half of the 2017 "Restartable sequences and CPU op vector" series). It
-//! builds as a C shared library, a static archive and a Rust library.
+//! builds as a Rust library; with the `capi` feature (what `make` builds,
+//! as a C shared library and static archive) it also exports the C API.
+//!
+//! # Safety of the Rust API
+//!
+//! Every safe function is sound for any argument. What takes raw
+//! addresses is `unsafe` with its contract in a `# Safety` section: the
+//! critical sections of [`ops`], [`cpu_op::opv`] and the cpu-op helpers.
+//! The internals that could break the guarantees of the others (the data
+//! symbols read by every critical section, the ownership table, the
+//! per-architecture sequences) are crate-private; `tests/unsafe_api.rs`
+//! checks that a `#![forbid(unsafe_code)]` program cannot reach them.
 //!
 //! The tree follows the architecture:
 //!
@@ -12,21 +23,26 @@
 //! - [`registration`]: glibc-aware registration of threads, automatic
 //!   registration, and the exported data symbols;
 //! - [`cpu`]: possible CPUs and CPU-number accessors;
-//! - [`arch`]: per-architecture code and the critical sections generated
-//!   from `asm/`;
-//! - [`owner`]: the per-CPU ownership words shared by sections and cpu-ops;
+//! - `arch` (private): per-architecture code and the critical sections
+//!   generated from `asm/`;
+//! - `owner` (private): the per-CPU ownership words shared by sections and
+//!   cpu-ops;
 //! - [`ops`]: the critical-section operations;
 //! - [`cpu_op`]: the CPU op vector engine;
 //! - [`mempool`]: the per-CPU memory pool (`rseq_mempool_*`);
 //! - [`percpu`]: safe per-CPU data structures (a counter);
 //! - [`stats`]: slow-path counters;
-//! - `capi`: every exported C function, in one layer.
+//! - `capi` (feature `capi`): every exported C function, in one layer;
+//!   `capi::interpose` (feature `interpose`, implies `capi`) the exported
+//!   `pthread_create` that registers new threads before they start.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // The operations mirror librseq's C signatures, which take up to nine arguments.
 #![allow(clippy::too_many_arguments)]
+// Without the C API, some internals only it uses are unused.
+#![cfg_attr(not(feature = "capi"), allow(dead_code))]
 
 /// A USDT probe (`probe::probe!`), compiled out under Miri, which cannot
 /// run the probe's inline assembly (the arguments are still evaluated).
@@ -42,13 +58,14 @@ macro_rules! usdt {
 }
 
 pub mod abi;
-pub mod arch;
+pub(crate) mod arch;
+#[cfg(feature = "capi")]
 mod capi;
 pub mod cpu;
 pub mod cpu_op;
 pub mod mempool;
 pub mod ops;
-pub mod owner;
+pub(crate) mod owner;
 pub mod percpu;
 pub mod registration;
 pub mod stats;

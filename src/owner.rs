@@ -110,8 +110,9 @@ const _: () = assert!(core::mem::offset_of!(Slot, mm_cid) == MM_CID_WORD);
 
 /// Address of slot 0 of the ownership table (NULL before initialisation).
 /// Inline critical sections compute `&rseq_cpu_op_owners[cpu]` from it.
-#[no_mangle]
-pub static rseq_cpu_op_owners: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
+#[cfg_attr(feature = "capi", no_mangle)]
+#[allow(non_upper_case_globals)] // librseq's C names
+pub(crate) static rseq_cpu_op_owners: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Number of usable slots (indices `0..CAPACITY`).
 static CAPACITY: AtomicU32 = AtomicU32::new(0);

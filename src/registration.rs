@@ -60,18 +60,26 @@ use crate::sys::{self, Errno};
 /// Offset of the calling thread's rseq area from the thread pointer
 /// (librseq's `rseq_offset`); inline critical sections read it on every
 /// operation.
-#[no_mangle]
-pub static rseq_offset: AtomicIsize = AtomicIsize::new(0);
+///
+/// The three data symbols are exported to C but crate-private in Rust: a
+/// store into `rseq_offset` would send every critical section's stores to
+/// an arbitrary address. Rust code reads them with [`offset`] and
+/// [`active_size`].
+#[cfg_attr(feature = "capi", no_mangle)]
+#[allow(non_upper_case_globals)] // librseq's C names
+pub(crate) static rseq_offset: AtomicIsize = AtomicIsize::new(0);
 
 /// Size of the active rseq feature set (librseq's `rseq_size`): 0 while no
 /// registration succeeded, `u32::MAX` before initialisation and after the
 /// destructor.
-#[no_mangle]
-pub static rseq_size: AtomicU32 = AtomicU32::new(u32::MAX);
+#[cfg_attr(feature = "capi", no_mangle)]
+#[allow(non_upper_case_globals)] // librseq's C names
+pub(crate) static rseq_size: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Flags used at registration (librseq's `rseq_flags`); always 0.
-#[no_mangle]
-pub static rseq_flags: AtomicU32 = AtomicU32::new(0);
+#[cfg_attr(feature = "capi", no_mangle)]
+#[allow(non_upper_case_globals)] // librseq's C names
+pub(crate) static rseq_flags: AtomicU32 = AtomicU32::new(0);
 
 /// Who registers threads with the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -545,7 +553,7 @@ pub fn on_slow_path() {
 
 /// Registers a thread as it starts (from the `pthread_create`
 /// interposer), before its start routine runs.
-pub fn on_thread_start() {
+pub(crate) fn on_thread_start() {
     if owner() == Owner::Library && auto_register() {
         let _ = register_thread(false);
     }

@@ -3,7 +3,7 @@
 //! Nothing here is touched by a committing critical section. Aborts and
 //! fallbacks are counted in process-wide relaxed atomics (they are rare);
 //! cpu-op events are counted in the slot of the target CPU or mm_cid
-//! ([`crate::owner::Slot`]), on a cache line the cpu-op owns anyway, and
+//! (the crate-private `owner::Slot`), on a cache line the cpu-op owns anyway, and
 //! summed when read.
 
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -33,7 +33,7 @@ command -v "$cxx" >/dev/null 2>&1 || skip "no $cxx: apt-get install g++-i686-lin
 [ -d "$(rustc --print sysroot)/lib/rustlib/$triple" ] || skip "no Rust $triple target: rustup target add $triple"
 
 stage=$target_dir/$triple/stage
-rm -rf "$stage"
+rm -rf "$stage" && mkdir -p "$target_dir/$triple" || exit 1
 echo "# building and staging the $triple library into $stage"
 CARGO_TARGET_I686_UNKNOWN_LINUX_GNU_LINKER=$cc CC_i686_unknown_linux_gnu=$cc \
 CARGO_TARGET_DIR=$target_dir \

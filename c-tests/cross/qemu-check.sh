@@ -68,7 +68,7 @@ echo "# building the $triple library (release) into $release"
 upper=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
 lower=$(printf '%s' "$triple" | tr '-' '_')
 env "CARGO_TARGET_${upper}_LINKER=$cc" "CC_${lower}=$cc" CARGO_TARGET_DIR="$target_dir" \
-	"$cargo" build --release --lib --target "$triple" >"$out/build.log" 2>&1 || {
+	"$cargo" rustc --release --lib --target "$triple" --features interpose --crate-type cdylib >"$out/build.log" 2>&1 || {
 	sed 's/^/# /' "$out/build.log"
 	echo "Bail out! cargo build --target $triple failed"
 	exit 1

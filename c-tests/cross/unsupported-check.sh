@@ -26,7 +26,7 @@ command -v "$qemu" >/dev/null 2>&1 || skip "no $qemu (apt-get install qemu-user)
 out=$target_dir/$triple/unsupported-check
 rm -rf "$out" && mkdir -p "$out/lib" || exit 1
 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$cc CC_armv7_unknown_linux_gnueabihf=$cc CARGO_TARGET_DIR=$target_dir \
-	cargo build --lib --target "$triple" >"$out/build.log" 2>&1 || {
+	cargo rustc --lib --target "$triple" --features interpose --crate-type cdylib >"$out/build.log" 2>&1 || {
 	sed 's/^/# /' "$out/build.log"; echo "Bail out! cargo build --target $triple failed"; exit 1; }
 cp "$target_dir/$triple/debug/librseq.so" "$out/lib/librseq.so.0" || exit 1
 $cc -std=gnu11 -O2 -Wall -Wextra -Werror -I include -I c-tests -o "$out/unsupported_smoke" \

@@ -505,7 +505,9 @@ fuzz_target!(|data: &[u8]| {
             Outcome::Done(r as usize)
         }
     } else {
-        match cpu_op::opv(&ops, cpu, flags) {
+        // SAFETY: the vector's addresses point into this target's own
+        // buffers (or are meant to fault, which opv reports).
+        match unsafe { cpu_op::opv(&ops, cpu, flags) } {
             Ok(i) => Outcome::Done(i),
             Err(e) => Outcome::Error(e.0),
         }

@@ -88,7 +88,9 @@ pub unsafe extern "C" fn cpu_opv(
                 )
             };
         }
-        code(cpu_op::opv(&ops[..n], cpu, flags).map(|i| i as c_int))
+        // SAFETY: the C contract of cpu_opv() is the contract of opv():
+        // the caller vouches for the addresses of its vector.
+        code(unsafe { cpu_op::opv(&ops[..n], cpu, flags) }.map(|i| i as c_int))
     })
 }
 

@@ -16,14 +16,27 @@ type PthreadCreate = unsafe extern "C" fn(
     *mut c_void,
 ) -> c_int;
 
-/// The next `pthread_create` in the symbol search order (glibc's).
+extern "C" {
+    /// glibc's pthread_create in a fully static program (src/area.c).
+    fn rseq_impl_static_pthread_create() -> *mut c_void;
+}
+
+/// The next `pthread_create` in the symbol search order (glibc's); in a
+/// fully static program, where `dlsym` finds nothing, glibc's under its
+/// internal name.
 fn next_pthread_create() -> Option<PthreadCreate> {
     static NEXT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds the
-    // definition after this library's own.
-    let p = *NEXT.get_or_init(
-        || unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize,
-    );
+    let p = *NEXT.get_or_init(|| {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds the
+        // definition after this library's own.
+        let next = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) };
+        if next.is_null() {
+            // SAFETY: a plain accessor of area.c without preconditions.
+            unsafe { rseq_impl_static_pthread_create() as usize }
+        } else {
+            next as usize
+        }
+    });
     // SAFETY: a non-null result is glibc's pthread_create, which has
     // exactly this signature.
     (p != 0).then(|| unsafe { core::mem::transmute::<usize, PthreadCreate>(p) })

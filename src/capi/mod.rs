@@ -19,7 +19,7 @@ use crate::sys::Errno;
 mod accessors;
 mod cpu;
 mod cpu_op;
-#[cfg(not(miri))]
+#[cfg(all(feature = "interpose", not(miri)))]
 mod interpose;
 mod mempool;
 mod ops;

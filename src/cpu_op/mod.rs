@@ -8,7 +8,7 @@
 //!
 //! # The mechanism
 //!
-//! Every CPU (and every mm_cid) has an ownership word ([`crate::owner`]).
+//! Every CPU (and every mm_cid) has an ownership word (in the crate-private `owner` module).
 //! Every critical section of this library, after storing its descriptor
 //! into `rseq_cs` and checking that it runs on its CPU, loads that CPU's
 //! word (with acquire semantics on weakly ordered CPUs) and aborts if it is
@@ -93,7 +93,18 @@ pub type Result<T = i32> = core::result::Result<T, Errno>;
 /// then runs it on `target` with the cpu-op guarantee.
 ///
 /// `flags`: 0, or [`CPU_OP_VEC_FLAG_MM_CID`] for an mm_cid target.
-pub fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
+///
+/// # Safety
+/// A [`CpuOp`] carries raw addresses, so the vector can write anywhere the
+/// process may write: the caller vouches, for the duration of the call,
+/// that every range an operation writes may be written through a raw
+/// pointer (not freed, not behind a live shared reference, not immutable
+/// data), that every range it reads holds initialised bytes, and that
+/// other threads touch those ranges only through atomics, this library's
+/// critical sections or cpu-ops. An address that is not mapped or not
+/// accessible is not undefined behaviour: the call reports it (EFAULT, or
+/// EAGAIN where the operation expects a fault) and runs nothing.
+pub unsafe fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
     if flags & !CPU_OP_VEC_FLAG_MM_CID != 0 {
         return Err(Errno(libc::EINVAL));
     }

@@ -82,14 +82,15 @@ void *rseq_impl_thread_pointer(void)
 	return rseq_thread_pointer();
 }
 
-/* What the calling thread's cpu-op currently holds (0: nothing), so that
- * a signal handler that interrupted it and asks for the same CPU fails
- * instead of waiting for itself forever. Static TLS: signal-safe. */
-static __thread uint64_t rseq_impl_cpu_op_marker
+/* The calling thread's kernel thread id, cached by the cpu-op engine
+ * (0: not cached yet; the fork child handler resets it). The ownership
+ * words hold their owner's tid (priority-inheritance futexes). Static
+ * TLS: no allocation on first use, safe in signal handlers. */
+static __thread int32_t rseq_impl_cpu_op_tid
 	__attribute__((tls_model("initial-exec")));
 
 __attribute__((visibility("hidden")))
-uint64_t *rseq_impl_cpu_op_marker_ptr(void)
+int32_t *rseq_impl_cpu_op_tid_ptr(void)
 {
-	return &rseq_impl_cpu_op_marker;
+	return &rseq_impl_cpu_op_tid;
 }

@@ -376,11 +376,15 @@ fn register_own_area(explicit: bool) -> sys::Result<()> {
     }
     match sys_register(0) {
         Ok(()) | Err(Errno(libc::EBUSY)) => {
+            // SeqCst: the cpu-op fence's argument (fence.rs,
+            // `rseq_possibly_registered`) is Dekker's: this store and the
+            // sections' later loads of an ownership word against the
+            // engine's word RMW and its SeqCst load of rseq_size.
             let _ = rseq_size.compare_exchange(
                 0,
                 REGISTERED_SIZE.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             );
             arm_exit_hook();
             Ok(())

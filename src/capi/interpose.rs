@@ -7,9 +7,9 @@ use super::guard;
 use crate::registration;
 
 /// A thread start routine, as pthread_create takes it.
-type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
+type StartRoutine = extern "C-unwind" fn(*mut c_void) -> *mut c_void;
 /// pthread_create's signature.
-type PthreadCreate = unsafe extern "C" fn(
+type PthreadCreate = unsafe extern "C-unwind" fn(
     *mut libc::pthread_t,
     *const libc::pthread_attr_t,
     Option<StartRoutine>,
@@ -36,7 +36,7 @@ struct Start {
 }
 
 /// Registers the new thread, then runs the caller's routine.
-extern "C" fn registered_start(p: *mut c_void) -> *mut c_void {
+extern "C-unwind" fn registered_start(p: *mut c_void) -> *mut c_void {
     // SAFETY: `p` is the Box leaked by pthread_create below, for this
     // thread only.
     let Start { routine, arg } = *unsafe { Box::from_raw(p.cast::<Start>()) };
@@ -53,7 +53,7 @@ extern "C" fn registered_start(p: *mut c_void) -> *mut c_void {
 /// # Safety
 /// As `pthread_create(3)`.
 #[no_mangle]
-pub unsafe extern "C" fn pthread_create(
+pub unsafe extern "C-unwind" fn pthread_create(
     thread: *mut libc::pthread_t,
     attr: *const libc::pthread_attr_t,
     routine: Option<StartRoutine>,

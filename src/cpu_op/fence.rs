@@ -111,53 +111,137 @@ fn on_target(target: i32, mode: PercpuMode) -> bool {
     }
 }
 
-fn cpu_online(target: i32) -> bool {
-    let path = format!("/sys/devices/system/cpu/cpu{target}/online");
-    match std::fs::read_to_string(path) {
-        Ok(s) => s.trim() != "0",
-        // CPU 0 often has no "online" file: it cannot go offline.
-        Err(_) => true,
+/// CPUs found offline by [`crate::sys::cpu_online`] (read while no word
+/// was held), which a migrating fence may skip.
+pub struct Offline {
+    set: libc::cpu_set_t,
+    count: usize,
+}
+
+impl Offline {
+    /// No CPU known offline.
+    pub fn none() -> Offline {
+        Offline {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set.
+            set: unsafe { core::mem::zeroed() },
+            count: 0,
+        }
+    }
+
+    fn contains(&self, cpu: i32) -> bool {
+        (cpu as usize) < libc::CPU_SETSIZE as usize
+            // SAFETY: in bounds (checked).
+            && unsafe { libc::CPU_ISSET(cpu as usize, &self.set) }
+    }
+
+    /// Reads whether `cpu` is offline (call with no word held). True: it
+    /// is, and is now known; false: it is online (or already known, which
+    /// means it came back online: give up), the caller cannot reach it.
+    pub fn learn(&mut self, cpu: i32) -> bool {
+        if cpu < 0
+            || cpu as usize >= libc::CPU_SETSIZE as usize
+            || self.contains(cpu)
+            || self.count > libc::CPU_SETSIZE as usize
+            || sys::cpu_online(cpu)
+        {
+            return false;
+        }
+        // SAFETY: in bounds (checked above).
+        unsafe { libc::CPU_SET(cpu as usize, &mut self.set) };
+        self.count += 1;
+        true
+    }
+}
+
+/// Why a fence failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The target cannot be fenced (and nothing ran).
+    Errno(Errno),
+    /// The caller could not migrate onto this CPU, which is not known to
+    /// be offline: the caller finds out, with no word held, and retries.
+    Unreachable(i32),
+}
+
+impl From<Errno> for Failure {
+    fn from(e: Errno) -> Failure {
+        Failure::Errno(e)
+    }
+}
+
+fn single(cpu: i32) -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is in
+    // bounds for CPUs below CPU_SETSIZE (checked by the caller).
+    unsafe {
+        let mut one: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut one);
+        one
+    }
+}
+
+fn same_set(a: &libc::cpu_set_t, b: &libc::cpu_set_t) -> bool {
+    // SAFETY: two valid cpu_set_t values compared byte by byte.
+    unsafe {
+        libc::memcmp(
+            (a as *const libc::cpu_set_t).cast(),
+            (b as *const libc::cpu_set_t).cast(),
+            core::mem::size_of::<libc::cpu_set_t>(),
+        ) == 0
     }
 }
 
 /// Runs the caller on each CPU of `targets` in turn, then restores its
-/// affinity. Fails with EINVAL if an online target cannot be reached.
-fn migrate_onto(targets: impl Iterator<Item = i32>) -> Result<(), Errno> {
+/// affinity. A CPU the caller cannot move onto is skipped when `offline`
+/// knows it offline, reported as [`Failure::Unreachable`] otherwise.
+///
+/// Restoring: if another thread changed the caller's affinity while it
+/// migrated (`sched_setaffinity(tid)` from elsewhere), the mask found at
+/// the end is no longer the one-CPU mask this function set, and it is
+/// left alone: the concurrent change wins. The remaining window is
+/// between the final `sched_getaffinity` and `sched_setaffinity` (two
+/// system calls, about a microsecond), where a concurrent change is
+/// overwritten by the saved mask. (`sched_getaffinity` also reports the
+/// saved mask restricted to the CPUs online at the time.)
+fn migrate_onto(targets: impl Iterator<Item = i32>, offline: &Offline) -> Result<(), Failure> {
     let saved = sys::get_affinity()?;
     let mut result = Ok(());
+    let mut last_set: Option<libc::cpu_set_t> = None;
     for target in targets {
-        if target as usize >= libc::CPU_SETSIZE as usize {
-            result = Err(Errno(libc::EINVAL));
+        if target < 0 || target as usize >= libc::CPU_SETSIZE as usize {
+            result = Err(Failure::Errno(Errno(libc::EINVAL)));
             break;
         }
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is in
-        // bounds for targets below CPU_SETSIZE (checked above).
-        let one = unsafe {
-            let mut one: libc::cpu_set_t = core::mem::zeroed();
-            libc::CPU_SET(target as usize, &mut one);
-            one
-        };
+        let one = single(target);
         match sys::set_affinity(&one) {
             // sched_setaffinity returns once the caller runs on an
             // allowed CPU; check rather than trust.
-            Ok(()) if on_target(target, PercpuMode::CpuId) => {}
+            Ok(()) if on_target(target, PercpuMode::CpuId) => last_set = Some(one),
             Ok(()) => {
-                result = Err(Errno(libc::EINVAL));
+                last_set = Some(one);
+                result = Err(Failure::Errno(Errno(libc::EINVAL)));
                 break;
             }
-            Err(_) if !cpu_online(target) => {}
+            Err(_) if offline.contains(target) => {}
             Err(_) => {
-                result = Err(Errno(libc::EINVAL));
+                result = Err(Failure::Unreachable(target));
                 break;
             }
         }
     }
-    let _ = sys::set_affinity(&saved);
+    if let Some(mine) = last_set {
+        match sys::get_affinity() {
+            Ok(now) if !same_set(&now, &mine) => {}
+            _ => {
+                let _ = sys::set_affinity(&saved);
+            }
+        }
+    }
     result
 }
 
 /// Fences `target` (a CPU, or an mm_cid) with its ownership word held.
-pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
+/// Allocates nothing, opens no file, calls no cancellation point.
+pub fn fence(target: i32, mode: PercpuMode, offline: &Offline) -> Result<Fence, Failure> {
     if !rseq_possibly_registered() {
         return Ok(Fence::None);
     }
@@ -176,7 +260,7 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
             {
                 return Ok(Fence::MembarrierCpu);
             }
-            migrate_onto(core::iter::once(target)).map(|()| Fence::Migrate)
+            migrate_onto(core::iter::once(target), offline).map(|()| Fence::Migrate)
         }
         PercpuMode::MmCid => {
             if membarrier_ready()
@@ -185,8 +269,11 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
                 return Ok(Fence::MembarrierAll);
             }
             let possible = cpu::possible();
-            migrate_onto((0..possible.len() as i32).filter(|&c| possible.contains(c)))
-                .map(|()| Fence::Migrate)
+            migrate_onto(
+                (0..possible.len() as i32).filter(|&c| possible.contains(c)),
+                offline,
+            )
+            .map(|()| Fence::Migrate)
         }
     }
 }

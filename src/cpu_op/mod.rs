@@ -68,6 +68,7 @@
 //! atomicity with respect to cpu-ops.
 
 pub mod access;
+pub mod checked;
 pub(crate) mod engine;
 pub mod fence;
 pub mod vector;
@@ -88,9 +89,11 @@ pub(crate) fn on_init() {
 /// (1-based) failed and nothing after it ran, `Err` nothing ran.
 pub type Result<T = i32> = core::result::Result<T, Errno>;
 
-/// Runs a vector (`cpu_opv`): validates it, checks that every address can
-/// be accessed (EFAULT, or EAGAIN where the operation expects a fault),
-/// then runs it on `target` with the cpu-op guarantee.
+/// Runs a vector (`cpu_opv`): validates it, checks the addresses a fault
+/// could leave half done (EFAULT, or EAGAIN where the operation expects a
+/// fault), then runs it on `target` with the cpu-op guarantee, every
+/// access through the kernel ([`checked`]): a bad or concurrently
+/// unmapped address is an error, never a signal.
 ///
 /// `flags`: 0, or [`CPU_OP_VEC_FLAG_MM_CID`] for an mm_cid target.
 pub fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
@@ -107,52 +110,12 @@ pub fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
     if ops.is_empty() {
         return Ok(0);
     }
-    for op in ops {
-        let (ranges, n) = vector::ranges(op);
-        for range in ranges.iter().take(n).flatten() {
-            access::check(range)?;
-        }
+    checked::kernel_copy_available()?;
+    checked::probe_plan(ops, access::check)?;
+    match with_cpu(target, mode, || checked::execute(ops))? {
+        Ok(n) => Ok(n),
+        Err(checked::Stop::Fault(i)) => Err(checked::fault_errno(&ops[i])),
     }
-    // SAFETY: every operation is valid and every address accessible.
-    with_cpu(target, mode, || unsafe { execute(ops) })
-}
-
-/// Runs validated operations whose addresses are accessible.
-///
-/// # Safety
-/// Every range of every operation must be accessible as it says.
-unsafe fn execute(ops: &[CpuOp]) -> usize {
-    for (i, op) in ops.iter().enumerate() {
-        let len = op.len as usize;
-        let p = op.addr0();
-        // SAFETY: the caller vouches for the ranges; the helpers below
-        // touch exactly them.
-        let proceed = unsafe {
-            match OpType::from_raw(op.op) {
-                Some(OpType::CompareEq) => bytes_equal(op.addr0(), op.addr1(), len),
-                Some(OpType::CompareNe) => !bytes_equal(op.addr0(), op.addr1(), len),
-                Some(OpType::Memcpy) => {
-                    copy(op.addr0(), op.addr1(), len);
-                    true
-                }
-                Some(OpType::Add) => rmw(p, len, |x| x.wrapping_add(op.count() as u64)),
-                Some(OpType::Or) => rmw(p, len, |x| x | op.mask()),
-                Some(OpType::And) => rmw(p, len, |x| x & op.mask()),
-                Some(OpType::Xor) => rmw(p, len, |x| x ^ op.mask()),
-                Some(OpType::Lshift) => rmw(p, len, |x| x << op.bits()),
-                Some(OpType::Rshift) => rmw(p, len, |x| x >> op.bits()),
-                Some(OpType::Mb) => {
-                    atomic_fence(Ordering::SeqCst);
-                    true
-                }
-                None => unreachable!("validated vector"),
-            }
-        };
-        if !proceed {
-            return i + 1;
-        }
-    }
-    0
 }
 
 /// Compares `len` bytes.

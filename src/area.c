@@ -94,3 +94,37 @@ int32_t *rseq_impl_cpu_op_tid_ptr(void)
 {
 	return &rseq_impl_cpu_op_tid;
 }
+
+/* The anchor: what a second copy of the library loaded into the same
+ * process (librseq.a linked into the executable plus librseq.so
+ * dlopen'ed, say) needs to share this copy's ownership table and
+ * registration (see src/anchor.rs). Hidden: never interposed, so each
+ * copy has its own; copies find each other through the ELF note below,
+ * which dl_iterate_phdr reaches in every loaded object, exported symbols
+ * or not. */
+struct rseq_impl_anchor {
+	uint64_t words[12];
+};
+
+__attribute__((visibility("hidden")))
+struct rseq_impl_anchor rseq_impl_anchor;
+
+__attribute__((visibility("hidden")))
+struct rseq_impl_anchor *rseq_impl_anchor_ptr(void)
+{
+	return &rseq_impl_anchor;
+}
+
+/* Note "rseqimpl", type 0x52534551: an 8-byte descriptor holding the
+ * anchor's address relative to the descriptor itself (resolved by the
+ * static linker: no dynamic relocation in the read-only note). "R"
+ * (SHF_GNU_RETAIN) keeps it through --gc-sections. */
+__asm__(".pushsection .note.rseq_impl,\"aR\",%note\n"
+	".balign 8\n"
+	".long 9\n"
+	".long 8\n"
+	".long 0x52534551\n"
+	".asciz \"rseqimpl\"\n"
+	".balign 4\n"
+	".quad rseq_impl_anchor - .\n"
+	".popsection\n");

@@ -41,6 +41,7 @@ macro_rules! usdt {
 }
 
 pub mod abi;
+mod anchor;
 pub mod arch;
 mod capi;
 pub mod cpu;

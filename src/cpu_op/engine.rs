@@ -42,7 +42,7 @@
 //! and a handler must not run from then on. The wait is bounded by the
 //! vectors queued ahead of it, each of which runs without handlers.
 
-use core::sync::atomic::{fence, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use super::fence as cpu_fence;
 use crate::cpu;
@@ -236,6 +236,7 @@ struct Hold<'a> {
 impl<'a> Hold<'a> {
     fn acquire(slot: &'a Slot, mode: PercpuMode, target: i32) -> Hold<'a> {
         let (word, holder) = slot.word(mode);
+        check_fork();
         // Before the mask: the first call of a thread fills the tid cache.
         let _ = tid();
         let mask = sys::set_sigmask(!0);
@@ -313,18 +314,21 @@ pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Resu
     }
 }
 
-/// After `fork()`, in the child (its only thread is the one that forked):
-/// the words other threads held are freed (their vectors may be half
-/// done in the child's copy of memory, as if those threads had died
-/// mid-vector); a word the forking thread itself holds (a fork from the
+/// After `fork()`, in the child: the words other threads held are freed
+/// (their vectors may be half done in the child's copy of memory, as if
+/// those threads had died mid-vector: the child sees a prefix of such a
+/// vector, the operations before the one that was running, never a torn
+/// word of a single arithmetic operation but possibly a partly copied
+/// memcpy); a word the forking thread itself holds (a fork from the
 /// closure of [`with_cpu`]) is kept, re-owned by the child's tid.
 ///
 /// There is no prepare handler: holding words across `fork()` deadlocks
 /// when a program's own prepare handler (run after the library's when
-/// the library was loaded later) runs a cpu-op.
-extern "C" fn after_fork_child() {
-    // SAFETY: the calling thread's static-TLS word.
-    unsafe { rseq_impl_cpu_op_tid_ptr().write_volatile(0) };
+/// the library was loaded later) runs a cpu-op. And the child handler
+/// may run too late (after a program's child handler registered earlier
+/// ran its cpu-op), so the child also finds out by itself: [`FORK_PAGE`]
+/// is a `MADV_WIPEONFORK` page, zero in a child until the repair ran.
+fn fork_repair() {
     let me = self_id();
     let new_tid = tid();
     for slot in owner::possible_slots() {
@@ -342,8 +346,94 @@ extern "C" fn after_fork_child() {
     fence(Ordering::SeqCst);
 }
 
-/// Installs the fork handler (once, from the library's initialisation).
-pub(crate) fn install_fork_handlers() {
+/// The `MADV_WIPEONFORK` page's first word: [`FORK_READY`] in a process
+/// whose words are consistent, 0 in a fresh child (the kernel wipes it),
+/// [`FORK_REPAIRING`] while one thread repairs. Shared by every copy of
+/// the library in the process (see [`crate::anchor`]), so that the
+/// repair runs once per child.
+static FORK_PAGE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+const FORK_REPAIRING: u32 = 1;
+const FORK_READY: u32 = 2;
+
+/// Repairs the words once in a child, whichever thread or handler comes
+/// first; returns when they are consistent.
+fn repair_once(page: &AtomicU32) {
+    loop {
+        match page.compare_exchange(0, FORK_REPAIRING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                fork_repair();
+                page.store(FORK_READY, Ordering::Release);
+                return;
+            }
+            Err(FORK_READY) => return,
+            // SAFETY: sched_yield has no preconditions.
+            Err(_) => unsafe {
+                libc::sched_yield();
+            },
+        }
+    }
+}
+
+/// Called before taking a word: repairs the words first in a forked
+/// child whose atfork handler has not run yet. One load otherwise.
+#[inline]
+fn check_fork() {
+    let p = FORK_PAGE.load(Ordering::Relaxed);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: the page is mapped for the life of the process.
+    let page = unsafe { &*p };
+    if page.load(Ordering::Acquire) != FORK_READY {
+        repair_once(page);
+    }
+}
+
+extern "C" fn after_fork_child() {
+    // The forking thread's cached tid is its parent's.
+    // SAFETY: the calling thread's static-TLS word.
+    unsafe { rseq_impl_cpu_op_tid_ptr().write_volatile(0) };
+    let p = FORK_PAGE.load(Ordering::Relaxed);
+    if p.is_null() {
+        fork_repair();
+    } else {
+        // SAFETY: as in `check_fork`.
+        repair_once(unsafe { &*p });
+    }
+}
+
+/// Address of the fork page, for other copies of the library (0: none).
+pub(crate) fn fork_page() -> usize {
+    FORK_PAGE.load(Ordering::Relaxed) as usize
+}
+
+/// Installs the fork handler and the fork page (once, from the library's
+/// initialisation); `shared`: the fork page of a copy loaded earlier.
+pub(crate) fn install_fork_handlers(shared: usize) {
+    if shared != 0 {
+        FORK_PAGE.store(shared as *mut AtomicU32, Ordering::Relaxed);
+    } else {
+        // SAFETY: a fresh anonymous page; madvise only affects it.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p != libc::MAP_FAILED {
+                if libc::madvise(p, 4096, libc::MADV_WIPEONFORK) == 0 {
+                    (*p.cast::<AtomicU32>()).store(FORK_READY, Ordering::Release);
+                    FORK_PAGE.store(p.cast(), Ordering::Release);
+                } else {
+                    // Before Linux 4.14: only the atfork handler repairs.
+                    libc::munmap(p, 4096);
+                }
+            }
+        }
+    }
     // SAFETY: the handler is an `extern "C"` function that never unwinds
     // and lives as long as the (never unloaded) library.
     unsafe {

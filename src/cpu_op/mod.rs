@@ -81,8 +81,15 @@ pub use engine::with_cpu;
 pub use vector::{CpuOp, OpType, CPU_OP_DATA_LEN_MAX, CPU_OP_VEC_FLAG_MM_CID, CPU_OP_VEC_LEN_MAX};
 
 /// Called once at the end of the library's initialisation.
-pub(crate) fn on_init() {
-    engine::install_fork_handlers();
+/// `shared_fork_page`: the fork page of a copy of the library loaded
+/// earlier (0: none, this copy makes its own).
+pub(crate) fn on_init(shared_fork_page: usize) {
+    engine::install_fork_handlers(shared_fork_page);
+}
+
+/// This copy's fork page (for the anchor).
+pub(crate) fn fork_page() -> usize {
+    engine::fork_page()
 }
 
 /// Result of a cpu-op helper: `Ok(0)` done, `Ok(n)` the n-th compare

@@ -128,3 +128,22 @@ __asm__(".pushsection .note.rseq_impl,\"aR\",%note\n"
 	".balign 4\n"
 	".quad rseq_impl_anchor - .\n"
 	".popsection\n");
+
+/* The start routine of threads created through the library's interposed
+ * pthread_create (src/capi/interpose.rs), in C so that glibc's forced
+ * unwinding (pthread_exit, cancellation) in the thread's routine passes
+ * through it exactly as through glibc's own start_thread. The Rust side
+ * registers the thread and frees the start record first. */
+struct rseq_impl_start {
+	void (*take)(void *start, void *(**routine)(void *), void **arg);
+};
+
+__attribute__((visibility("hidden")))
+void *rseq_impl_registered_start(void *start)
+{
+	void *(*routine)(void *);
+	void *arg;
+
+	((struct rseq_impl_start *)start)->take(start, &routine, &arg);
+	return routine(arg);
+}

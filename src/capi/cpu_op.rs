@@ -298,7 +298,9 @@ pub unsafe extern "C-unwind" fn cpu_op_addv_mode(
     cpu: c_int,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    with_mode(mode, |m| unsafe { cpu_op::addv(v, count, cpu, m) })
+    with_mode(mode, |m| unsafe {
+        cpu_op::addv_own_cpu_first(v, count, cpu, m)
+    })
 }
 
 /// `if (*v != expect) return 1; *v = newv;`

@@ -244,6 +244,44 @@ pub unsafe fn addv(v: *mut isize, count: i64, target: i32, mode: PercpuMode) -> 
     })
 }
 
+/// `cpu_op_addv` from C: first one rseq critical section (which checks
+/// the target's ownership word like every section of this library), then,
+/// if it aborted, [`addv`] (the masked cpu-op).
+///
+/// A committed section on `target` is indistinguishable from the vector:
+/// it ran on `target` (or held mm_cid `target`) without preemption,
+/// signal or migration, so it is atomic with respect to every other
+/// section there (the kernel's guarantee), and it read the ownership word
+/// free, so it is atomic with respect to every cpu-op (the argument of
+/// this module). It holds no word, so nothing can interrupt a hold: the
+/// caller's-CPU case pays neither the signal masking nor the word. It is
+/// counted as a vector with an own-CPU fence. Any other case (another
+/// CPU, an unregistered thread, a preemption, a held word) aborts the
+/// section and takes the cpu-op path, which validates the target.
+///
+/// # Safety
+/// `v` valid.
+pub unsafe fn addv_own_cpu_first(
+    v: *mut isize,
+    count: i64,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    // SAFETY: per the contract; the section touches only `*v`.
+    let fast = unsafe {
+        crate::ops::load_add_store(crate::ops::Mo::Relaxed, mode, v, count as isize, target)
+    };
+    if fast.is_ok() {
+        if let Some(slot) = crate::owner::slot(target) {
+            slot.count(crate::owner::COUNT_VECTORS);
+            slot.count(crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize);
+        }
+        return Ok(0);
+    }
+    // SAFETY: per the contract.
+    unsafe { addv(v, count, target, mode) }
+}
+
 /// `cpu_op_cmpeqv_storev`: if `*v == expect`, `*v = newv`. 0 / 1.
 ///
 /// # Safety

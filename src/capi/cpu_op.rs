@@ -5,9 +5,10 @@
 //! compare that failed (nothing after it ran); -1 with errno: nothing ran
 //! (EINVAL: invalid argument or CPU, or a CPU that cannot be fenced;
 //! EFAULT / EAGAIN: an address of a `cpu_opv()` vector cannot be accessed;
-//! EDEADLK: called from a signal handler that interrupted a cpu-op of the
-//! same thread, and the target is owned: the interrupted cpu-op cannot
-//! finish before the handler returns, so the handler must not wait).
+//! another errno: a sandbox refuses the kernel copies `cpu_opv()` uses).
+//! No signal handler of the calling thread runs while a cpu-op owns a
+//! CPU (see `cpu_op::engine`), so a cpu-op from a handler never meets its
+//! own thread's hold.
 //!
 //! `cpu_opv()` checks every address it is given. The named helpers take
 //! their pointers as valid by contract, like the rseq operations, so that

@@ -138,13 +138,13 @@ unsafe extern "C" fn visit(
             if next > end {
                 break;
             }
-            if kind == NOTE_TYPE && namesz == NOTE_NAME.len() && descsz == 8 {
+            if kind == NOTE_TYPE && namesz == NOTE_NAME.len() && descsz == 4 {
                 // SAFETY: inside the segment (checked above).
                 let matches =
                     unsafe { core::slice::from_raw_parts(name as *const u8, namesz) } == NOTE_NAME;
                 if matches {
                     // SAFETY: as above.
-                    let rel = unsafe { (desc as *const i64).read_unaligned() };
+                    let rel = unsafe { (desc as *const i32).read_unaligned() };
                     let anchor = (desc as isize).wrapping_add(rel as isize) as usize;
                     // SAFETY: the note of a copy of this library locates
                     // its anchor, a hidden static of 12 words.

@@ -115,18 +115,19 @@ struct rseq_impl_anchor *rseq_impl_anchor_ptr(void)
 	return &rseq_impl_anchor;
 }
 
-/* Note "rseqimpl", type 0x52534551: an 8-byte descriptor holding the
+/* Note "rseqimpl", type 0x52534551: a 4-byte descriptor holding the
  * anchor's address relative to the descriptor itself (resolved by the
- * static linker: no dynamic relocation in the read-only note). "R"
+ * static linker: no dynamic relocation in the read-only note; a 32-bit
+ * PC-relative relocation exists on every architecture). "R"
  * (SHF_GNU_RETAIN) keeps it through --gc-sections. */
 __asm__(".pushsection .note.rseq_impl,\"aR\",%note\n"
-	".balign 8\n"
+	".balign 4\n"
 	".long 9\n"
-	".long 8\n"
+	".long 4\n"
 	".long 0x52534551\n"
 	".asciz \"rseqimpl\"\n"
 	".balign 4\n"
-	".quad rseq_impl_anchor - .\n"
+	".long rseq_impl_anchor - .\n"
 	".popsection\n");
 
 /* The start routine of threads created through the library's interposed

@@ -34,7 +34,8 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// The anchor's words (ABI between copies; `area.c` reserves 12 words).
+/// The anchor's words (ABI between copies; `area.c` reserves 12 words;
+/// addresses are stored as 64-bit words on every architecture).
 #[repr(C)]
 pub struct Anchor {
     /// [`MAGIC`] once published (written last, with release ordering).
@@ -42,23 +43,23 @@ pub struct Anchor {
     /// [`layout`] of the publishing copy.
     pub layout: u64,
     /// Address of slot 0 of its ownership table.
-    pub table: usize,
+    pub table: u64,
     /// Number of usable slots.
     pub capacity: u64,
     /// Its registration owner (`registration::Owner as u8`).
     pub owner: u64,
     /// Its `rseq_offset` value.
-    pub offset: isize,
+    pub offset: i64,
     /// The `rseq_size` its registered threads get.
     pub registered_size: u64,
     /// Address of its `rseq_offset` symbol.
-    pub offset_sym: usize,
+    pub offset_sym: u64,
     /// Address of its `rseq_size` symbol.
-    pub size_sym: usize,
+    pub size_sym: u64,
     /// Address of its `rseq_flags` symbol.
-    pub flags_sym: usize,
+    pub flags_sym: u64,
     /// Address of its fork page (`cpu_op::engine`), 0 if none.
-    pub fork_page: usize,
+    pub fork_page: u64,
     _spare: [u64; 1],
 }
 

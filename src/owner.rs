@@ -104,7 +104,7 @@ pub(crate) static CAPACITY: AtomicU32 = AtomicU32::new(0);
 pub(crate) fn init(shared: Option<&crate::anchor::Anchor>) {
     if let Some(a) = shared {
         CAPACITY.store(a.capacity as u32, Ordering::Relaxed);
-        rseq_cpu_op_owners.store(a.table as *mut Slot, Ordering::Release);
+        rseq_cpu_op_owners.store(a.table as usize as *mut Slot, Ordering::Release);
         return;
     }
     let slots = crate::cpu::possible().len().max(MIN_SLOTS);

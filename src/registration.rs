@@ -237,38 +237,38 @@ fn init_once() {
     if let Some(a) = shared {
         // Its data symbols are ours when they are interposed (-rdynamic):
         // then nothing is stored (it already holds the right values).
-        let interposed = a.offset_sym == rseq_offset.as_ptr() as usize;
+        let interposed = a.offset_sym == rseq_offset.as_ptr() as usize as u64;
         if a.owner == Owner::Library as u64 {
             // The first copy registers threads in its own area: use that
             // area as glibc's would be used, and never register.
             if !interposed {
                 rseq_flags.store(0, Ordering::Relaxed);
                 rseq_size.store(a.registered_size as u32, Ordering::SeqCst);
-                rseq_offset.store(a.offset, Ordering::Release);
+                rseq_offset.store(a.offset as isize, Ordering::Release);
             }
             OWNER.store(Owner::Libc as u8, Ordering::Release);
-            crate::cpu_op::on_init(a.fork_page);
+            crate::cpu_op::on_init(a.fork_page as usize);
             return;
         }
         if interposed {
             OWNER.store(Owner::Libc as u8, Ordering::Release);
-            crate::cpu_op::on_init(a.fork_page);
+            crate::cpu_op::on_init(a.fork_page as usize);
             return;
         }
     }
     init_registration();
-    crate::cpu_op::on_init(shared.map_or(0, |a| a.fork_page));
+    crate::cpu_op::on_init(shared.map_or(0, |a| a.fork_page as usize));
     if shared.is_none() {
         crate::anchor::publish(|a| {
-            a.table = crate::owner::rseq_cpu_op_owners.load(Ordering::Relaxed) as usize;
+            a.table = crate::owner::rseq_cpu_op_owners.load(Ordering::Relaxed) as usize as u64;
             a.capacity = u64::from(crate::owner::CAPACITY.load(Ordering::Relaxed));
             a.owner = u64::from(OWNER.load(Ordering::Relaxed));
-            a.offset = rseq_offset.load(Ordering::Relaxed);
+            a.offset = rseq_offset.load(Ordering::Relaxed) as i64;
             a.registered_size = u64::from(REGISTERED_SIZE.load(Ordering::Relaxed));
-            a.offset_sym = rseq_offset.as_ptr() as usize;
-            a.size_sym = rseq_size.as_ptr() as usize;
-            a.flags_sym = rseq_flags.as_ptr() as usize;
-            a.fork_page = crate::cpu_op::fork_page();
+            a.offset_sym = rseq_offset.as_ptr() as usize as u64;
+            a.size_sym = rseq_size.as_ptr() as usize as u64;
+            a.flags_sym = rseq_flags.as_ptr() as usize as u64;
+            a.fork_page = crate::cpu_op::fork_page() as u64;
         });
     }
 }

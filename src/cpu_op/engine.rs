@@ -65,6 +65,18 @@ fn self_id() -> usize {
 
 /// The calling thread's tid, cached in static TLS (one `gettid` per
 /// thread; the fork child handler clears the cache).
+#[cfg(miri)]
+fn tid() -> u32 {
+    // Miri runs no C and no raw system calls: a unique non-zero id per
+    // thread stands in for the tid (the Plain protocol never asks the
+    // kernel about it).
+    use std::sync::atomic::AtomicU32 as Counter;
+    static NEXT: Counter = Counter::new(1);
+    std::thread_local!(static ID: u32 = NEXT.fetch_add(1, Ordering::Relaxed));
+    ID.with(|id| *id)
+}
+
+#[cfg(not(miri))]
 fn tid() -> u32 {
     // SAFETY: the calling thread's static-TLS word, valid for its life;
     // only this thread touches it (signal handlers write the same value).
@@ -94,6 +106,9 @@ static PROTOCOL: AtomicU8 = AtomicU8::new(0);
 /// The protocol of the words: PI when the kernel takes and releases a PI
 /// futex for this process (probed on a word of the caller's stack).
 pub fn protocol() -> Protocol {
+    if cfg!(miri) {
+        return Protocol::Plain;
+    }
     match PROTOCOL.load(Ordering::Relaxed) {
         1 => Protocol::Pi,
         2 => Protocol::Plain,
@@ -480,6 +495,42 @@ mod tests {
         unlock(cpu, cpu_holder);
         assert_eq!(cid.load(Ordering::Relaxed), tid());
         unlock(cid, cid_holder);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "raw system calls")]
+    fn a_held_word_names_its_owner_and_waiters_use_pi_where_offered() {
+        let slot = fresh_slot();
+        let (word, holder) = slot.word(PercpuMode::CpuId);
+        lock(word, holder);
+        assert_eq!(
+            word.load(Ordering::Relaxed) & !WAITERS,
+            sys::gettid() as u32
+        );
+        // A second thread blocks in the kernel (PI or plain futex) and
+        // gets the word on release, marked as having had a waiter.
+        let addr = &*slot as *const Slot as usize;
+        let t = std::thread::spawn(move || {
+            // SAFETY: the slot outlives the thread (joined below).
+            let slot = unsafe { &*(addr as *const Slot) };
+            let (word, holder) = slot.word(PercpuMode::CpuId);
+            let waited = lock(word, holder);
+            let mine = word.load(Ordering::Relaxed) & !WAITERS == sys::gettid() as u32;
+            unlock(word, holder);
+            (waited, mine)
+        });
+        while word.load(Ordering::Relaxed) & WAITERS == 0 {
+            std::thread::yield_now();
+        }
+        unlock(word, holder);
+        let (waited, mine) = t.join().unwrap();
+        assert!(waited && mine);
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+        // The protocol is decided once; on Linux with CONFIG_FUTEX_PI
+        // (every distribution kernel) it is PI.
+        let p = protocol();
+        assert_eq!(p, protocol());
+        eprintln!("word protocol: {p:?}");
     }
 
     struct Shared {

@@ -6,15 +6,20 @@
 //! kernel thread id (0: free), the layout of a priority-inheritance
 //! futex. Critical sections only ever test it for non-zero.
 //!
-//! - Where the kernel offers `FUTEX_LOCK_PI` (probed once, see
-//!   [`protocol`]), a thread that finds the word owned sleeps in
-//!   `FUTEX_LOCK_PI`: the owner inherits its priority while it holds the
-//!   word, and the kernel hands the word over on release. A SCHED_FIFO
-//!   waiter therefore never waits behind a preempted SCHED_OTHER holder
-//!   for longer than that holder's vector takes to run.
-//! - Otherwise (no `CONFIG_FUTEX_PI`, or a sandbox refusing it) the word is
-//!   a plain futex mutex with the same values: `FUTEX_WAITERS` is set by a
-//!   waiter, which sleeps in `FUTEX_WAIT` (no priority inheritance).
+//! - By default the word is a futex mutex: a waiter sets `FUTEX_WAITERS`
+//!   and sleeps in `FUTEX_WAIT`; the owner releases the word to 0, then
+//!   wakes one waiter. The word is 0 between two holders, and the rseq
+//!   critical sections of that CPU commit in those gaps.
+//! - With `RSEQ_CPU_OP_PI=1` in the environment (read once, at load), and
+//!   where the kernel offers `FUTEX_LOCK_PI` (probed, see [`protocol`]),
+//!   a waiter sleeps in `FUTEX_LOCK_PI`: the owner inherits its priority
+//!   while it holds the word, so a SCHED_FIFO waiter never waits behind a
+//!   preempted SCHED_OTHER holder for longer than the holder's vector. The
+//!   price: the kernel hands the word straight to the next waiter, so under
+//!   contention the word never returns to 0 and the CPU's rseq sections
+//!   starve (`cpu_op_concurrency_test`'s list phase on 2 vCPUs: 333 M
+//!   section aborts and 4.3 s with PI, 4.2 M and 0.65 s without). Hence
+//!   opt-in.
 //!
 //! Uncontended, a word is taken and released with one user-space
 //! compare-and-swap each, except on ARMv8.0 CPUs without LSE atomics: there
@@ -103,8 +108,12 @@ pub enum Protocol {
 
 static PROTOCOL: AtomicU8 = AtomicU8::new(0);
 
-/// The protocol of the words: PI when the kernel takes and releases a PI
-/// futex for this process (probed on a word of the caller's stack).
+/// The protocol of the words: PI when `RSEQ_CPU_OP_PI=1` and the kernel
+/// takes and releases a PI futex for this process (probed on a word of
+/// the caller's stack); plain otherwise. Every copy of the library in a
+/// process reads the same environment and kernel, so they agree. On
+/// ARMv8.0 without LSE the kernel path needs PI: there it is probed
+/// whatever the environment says.
 pub fn protocol() -> Protocol {
     if cfg!(miri) {
         return Protocol::Plain;
@@ -113,6 +122,15 @@ pub fn protocol() -> Protocol {
         1 => Protocol::Pi,
         2 => Protocol::Plain,
         _ => {
+            // SAFETY: a NUL-terminated name; getenv allocates nothing.
+            let env = unsafe { libc::getenv(c"RSEQ_CPU_OP_PI".as_ptr()) };
+            // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+            let wanted = (!env.is_null() && unsafe { *env } == b'1' as libc::c_char)
+                || !user_cas_progresses();
+            if !wanted {
+                PROTOCOL.store(2, Ordering::Relaxed);
+                return Protocol::Plain;
+            }
             let probe = AtomicU32::new(0);
             let pi = sys::futex_trylock_pi(&probe).is_ok()
                 && probe.load(Ordering::Relaxed) & !WAITERS == sys::gettid() as u32
@@ -425,6 +443,8 @@ pub(crate) fn fork_page() -> usize {
 /// Installs the fork handler and the fork page (once, from the library's
 /// initialisation); `shared`: the fork page of a copy loaded earlier.
 pub(crate) fn install_fork_handlers(shared: usize) {
+    // Decided now, never while a word is held.
+    let _ = protocol();
     if shared != 0 {
         FORK_PAGE.store(shared as *mut AtomicU32, Ordering::Relaxed);
     } else {
@@ -526,8 +546,7 @@ mod tests {
         let (waited, mine) = t.join().unwrap();
         assert!(waited && mine);
         assert_eq!(word.load(Ordering::Relaxed), 0);
-        // The protocol is decided once; on Linux with CONFIG_FUTEX_PI
-        // (every distribution kernel) it is PI.
+        // The protocol is decided once (plain unless RSEQ_CPU_OP_PI=1).
         let p = protocol();
         assert_eq!(p, protocol());
         eprintln!("word protocol: {p:?}");

@@ -88,16 +88,71 @@ void *rseq_impl_thread_pointer(void)
 	return rseq_thread_pointer();
 }
 
-/* What the calling thread's cpu-op currently holds (0: nothing), so that
- * a signal handler that interrupted it and asks for the same CPU fails
- * instead of waiting for itself forever. Static TLS: signal-safe. */
-static __thread uint64_t rseq_impl_cpu_op_marker
+/* The calling thread's kernel thread id, cached by the cpu-op engine
+ * (0: not cached yet; the fork child handler resets it). The ownership
+ * words hold their owner's tid (priority-inheritance futexes). Static
+ * TLS: no allocation on first use, safe in signal handlers. */
+static __thread int32_t rseq_impl_cpu_op_tid
 	__attribute__((tls_model("initial-exec")));
 
 __attribute__((visibility("hidden")))
-uint64_t *rseq_impl_cpu_op_marker_ptr(void)
+int32_t *rseq_impl_cpu_op_tid_ptr(void)
 {
-	return &rseq_impl_cpu_op_marker;
+	return &rseq_impl_cpu_op_tid;
+}
+
+/* The anchor: what a second copy of the library loaded into the same
+ * process (librseq.a linked into the executable plus librseq.so
+ * dlopen'ed, say) needs to share this copy's ownership table and
+ * registration (see src/anchor.rs). Hidden: never interposed, so each
+ * copy has its own; copies find each other through the ELF note below,
+ * which dl_iterate_phdr reaches in every loaded object, exported symbols
+ * or not. */
+struct rseq_impl_anchor {
+	uint64_t words[12];
+};
+
+__attribute__((visibility("hidden")))
+struct rseq_impl_anchor rseq_impl_anchor;
+
+__attribute__((visibility("hidden")))
+struct rseq_impl_anchor *rseq_impl_anchor_ptr(void)
+{
+	return &rseq_impl_anchor;
+}
+
+/* Note "rseqimpl", type 0x52534551: a 4-byte descriptor holding the
+ * anchor's address relative to the descriptor itself (resolved by the
+ * static linker: no dynamic relocation in the read-only note; a 32-bit
+ * PC-relative relocation exists on every architecture). "R"
+ * (SHF_GNU_RETAIN) keeps it through --gc-sections. */
+__asm__(".pushsection .note.rseq_impl,\"aR\",%note\n"
+	".balign 4\n"
+	".long 9\n"
+	".long 4\n"
+	".long 0x52534551\n"
+	".asciz \"rseqimpl\"\n"
+	".balign 4\n"
+	".long rseq_impl_anchor - .\n"
+	".popsection\n");
+
+/* The start routine of threads created through the library's interposed
+ * pthread_create (src/capi/interpose.rs), in C so that glibc's forced
+ * unwinding (pthread_exit, cancellation) in the thread's routine passes
+ * through it exactly as through glibc's own start_thread. The Rust side
+ * registers the thread and frees the start record first. */
+struct rseq_impl_start {
+	void (*take)(void *start, void *(**routine)(void *), void **arg);
+};
+
+__attribute__((visibility("hidden")))
+void *rseq_impl_registered_start(void *start)
+{
+	void *(*routine)(void *);
+	void *arg;
+
+	((struct rseq_impl_start *)start)->take(start, &routine, &arg);
+	return routine(arg);
 }
 
 /* glibc's pthread_create under its internal name, for a fully static

@@ -58,6 +58,7 @@ macro_rules! usdt {
 }
 
 pub mod abi;
+mod anchor;
 pub(crate) mod arch;
 #[cfg(feature = "capi")]
 mod capi;

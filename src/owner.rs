@@ -115,12 +115,18 @@ const _: () = assert!(core::mem::offset_of!(Slot, mm_cid) == MM_CID_WORD);
 pub(crate) static rseq_cpu_op_owners: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Number of usable slots (indices `0..CAPACITY`).
-static CAPACITY: AtomicU32 = AtomicU32::new(0);
+pub(crate) static CAPACITY: AtomicU32 = AtomicU32::new(0);
 
-/// Allocates the table. Called once, from the library's initialisation,
-/// before `rseq_offset` is published (sections read the table only after
-/// finding `rseq_offset` non-zero).
-pub(crate) fn init() {
+/// Allocates the table, or adopts the table of another copy of the
+/// library loaded earlier (see [`crate::anchor`]). Called once, from the
+/// library's initialisation, before `rseq_offset` is published (sections
+/// read the table only after finding `rseq_offset` non-zero).
+pub(crate) fn init(shared: Option<&crate::anchor::Anchor>) {
+    if let Some(a) = shared {
+        CAPACITY.store(a.capacity as u32, Ordering::Relaxed);
+        rseq_cpu_op_owners.store(a.table as usize as *mut Slot, Ordering::Release);
+        return;
+    }
     let slots = crate::cpu::possible().len().max(MIN_SLOTS);
     let bytes = (slots + GUARD_SLOTS) * SLOT_SIZE;
     // SAFETY: an anonymous private mapping; no existing memory is touched.

@@ -260,7 +260,55 @@ fn init_once() {
         AUTO.store(0, Ordering::Relaxed);
     }
     crate::cpu::possible();
-    crate::owner::init();
+    // Another copy of the library already initialised in this process
+    // (see crate::anchor): share its table and its registration.
+    let other = crate::anchor::find_other();
+    let shared = other.filter(|a| a.layout == crate::anchor::layout());
+    if other.is_some() && shared.is_none() {
+        crate::anchor::warn_unshared();
+    }
+    crate::owner::init(shared);
+    if let Some(a) = shared {
+        // Its data symbols are ours when they are interposed (-rdynamic):
+        // then nothing is stored (it already holds the right values).
+        let interposed = a.offset_sym == rseq_offset.as_ptr() as usize as u64;
+        if a.owner == Owner::Library as u64 {
+            // The first copy registers threads in its own area: use that
+            // area as glibc's would be used, and never register.
+            if !interposed {
+                rseq_flags.store(0, Ordering::Relaxed);
+                rseq_size.store(a.registered_size as u32, Ordering::SeqCst);
+                rseq_offset.store(a.offset as isize, Ordering::Release);
+            }
+            OWNER.store(Owner::Libc as u8, Ordering::Release);
+            crate::cpu_op::on_init(a.fork_page as usize);
+            return;
+        }
+        if interposed {
+            OWNER.store(Owner::Libc as u8, Ordering::Release);
+            crate::cpu_op::on_init(a.fork_page as usize);
+            return;
+        }
+    }
+    init_registration();
+    crate::cpu_op::on_init(shared.map_or(0, |a| a.fork_page as usize));
+    if shared.is_none() {
+        crate::anchor::publish(|a| {
+            a.table = crate::owner::rseq_cpu_op_owners.load(Ordering::Relaxed) as usize as u64;
+            a.capacity = u64::from(crate::owner::CAPACITY.load(Ordering::Relaxed));
+            a.owner = u64::from(OWNER.load(Ordering::Relaxed));
+            a.offset = rseq_offset.load(Ordering::Relaxed) as i64;
+            a.registered_size = u64::from(REGISTERED_SIZE.load(Ordering::Relaxed));
+            a.offset_sym = rseq_offset.as_ptr() as usize as u64;
+            a.size_sym = rseq_size.as_ptr() as usize as u64;
+            a.flags_sym = rseq_flags.as_ptr() as usize as u64;
+            a.fork_page = crate::cpu_op::fork_page() as u64;
+        });
+    }
+}
+
+/// Decides who registers threads and sets the data symbols accordingly.
+fn init_registration() {
     match libc_rseq() {
         Some(libc) => {
             let size = libc_active_size(libc.size, kernel_feature_size());
@@ -295,7 +343,6 @@ fn init_once() {
             rseq_offset.store(offset, Ordering::Release);
         }
     }
-    crate::cpu_op::on_init();
 }
 
 /// Whether the kernel has rseq but does not fill in `mm_cid` for a
@@ -431,11 +478,15 @@ fn register_own_area(explicit: bool) -> sys::Result<()> {
         Ok(()) | Err(Errno(libc::EBUSY)) => {
             let state = ThreadState::current();
             state.set(state.get() & !REGISTRATION_FAILED);
+            // SeqCst: the cpu-op fence's argument (fence.rs,
+            // `rseq_possibly_registered`) is Dekker's: this store and the
+            // sections' later loads of an ownership word against the
+            // engine's word RMW and its SeqCst load of rseq_size.
             let _ = rseq_size.compare_exchange(
                 0,
                 REGISTERED_SIZE.load(Ordering::Relaxed),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             );
             arm_exit_hook();
             Ok(())

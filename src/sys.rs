@@ -110,7 +110,9 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: i32) {
 /// without any risk of a signal and without blocking: `FUTEX_CMP_REQUEUE`
 /// reads the word to compare it, then requeues nobody. It fails with
 /// EFAULT when the page cannot be read, EAGAIN on a mismatch.
-pub fn probe_readable(addr: usize) -> bool {
+/// `Ok(readable)`, or `Err` with the errno of a kernel (or sandbox) that
+/// refuses the probe: then nothing is known about the address.
+pub fn probe_readable(addr: usize) -> Result<bool> {
     static DUMMY: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
     // SAFETY: the kernel validates `addr` itself; DUMMY is a valid word.
     // nr_wake and nr_requeue (the timeout slot) are 0: nobody is woken or
@@ -126,15 +128,29 @@ pub fn probe_readable(addr: usize) -> bool {
             0u32,
         )
     };
-    ret >= 0 || Errno::last().0 != libc::EFAULT
+    probe_answer(ret, &[libc::EAGAIN])
+}
+
+/// Maps a probe's return value: success (or an errno in `fine`) means
+/// accessible, EFAULT inaccessible, anything else a refusal.
+fn probe_answer(ret: libc::c_long, fine: &[i32]) -> Result<bool> {
+    if ret >= 0 {
+        return Ok(true);
+    }
+    match Errno::last() {
+        Errno(libc::EFAULT) => Ok(false),
+        Errno(e) if fine.contains(&e) => Ok(true),
+        e => Err(e),
+    }
 }
 
 /// Asks the kernel whether the aligned 32-bit word at `addr` can be
 /// written, without changing it and without any risk of a signal:
 /// `FUTEX_WAKE_OP` atomically adds 0 to `*addr` (a real write access that
 /// stores the value it read) and wakes nobody. Fails with EFAULT when the
-/// page is not writable.
-pub fn probe_writable(addr: usize) -> bool {
+/// page is not writable. `Ok(writable)`, or `Err` for a refusal (as
+/// [`probe_readable`]).
+pub fn probe_writable(addr: usize) -> Result<bool> {
     static DUMMY: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
     // FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0): *addr += 0.
     const OP_ADD_ZERO: u32 = (libc::FUTEX_OP_ADD as u32) << 28;
@@ -152,7 +168,7 @@ pub fn probe_writable(addr: usize) -> bool {
             OP_ADD_ZERO,
         )
     };
-    ret >= 0 || Errno::last().0 != libc::EFAULT
+    probe_answer(ret, &[])
 }
 
 /// The calling thread's kernel thread id.
@@ -226,4 +242,188 @@ pub fn set_affinity(set: &libc::cpu_set_t) -> Result<()> {
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// A kernel signal set (`sizeof(kernel_sigset_t)` is 8 on every Linux
+/// architecture this library supports).
+pub type KernelSigset = u64;
+
+/// `rt_sigprocmask(SIG_SETMASK, set)` issued directly, returning the
+/// previous mask. glibc's `sigprocmask` silently keeps its internal
+/// signals (thread cancellation, `setxid`) unblocked; the cpu-op engine
+/// needs them blocked too, so that no handler at all (and no asynchronous
+/// cancellation) runs while it holds an ownership word. SIGKILL and
+/// SIGSTOP cannot be blocked (the kernel ignores them in the set).
+#[inline]
+pub fn set_sigmask(set: KernelSigset) -> KernelSigset {
+    let mut old: KernelSigset = 0;
+    // SAFETY: both sets are valid 8-byte kernel sigsets.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &set as *const KernelSigset,
+            &mut old as *mut KernelSigset,
+            core::mem::size_of::<KernelSigset>(),
+        );
+    }
+    old
+}
+
+/// `FUTEX_LOCK_PI_PRIVATE`: takes a priority-inheritance futex word
+/// (0 free, else the owner's tid), in the kernel when it is owned (the
+/// owner inherits the caller's priority meanwhile), or when the caller
+/// cannot make progress with a user-space compare-and-swap. Restarted by
+/// the kernel after signals; returns 0 once the caller owns the word.
+pub fn futex_lock_pi(word: &core::sync::atomic::AtomicU32) -> Result<()> {
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_LOCK_PI | libc::FUTEX_PRIVATE_FLAG,
+            0,
+            ptr::null::<libc::timespec>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `FUTEX_TRYLOCK_PI_PRIVATE`: takes a free priority-inheritance word in
+/// the kernel, never sleeping (EWOULDBLOCK / EAGAIN when owned).
+pub fn futex_trylock_pi(word: &core::sync::atomic::AtomicU32) -> Result<()> {
+    // SAFETY: as in `futex_lock_pi`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_TRYLOCK_PI | libc::FUTEX_PRIVATE_FLAG,
+            0,
+            ptr::null::<libc::timespec>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `FUTEX_UNLOCK_PI_PRIVATE`: releases a priority-inheritance word the
+/// caller owns, handing it to the highest-priority waiter if any.
+pub fn futex_unlock_pi(word: &core::sync::atomic::AtomicU32) -> Result<()> {
+    // SAFETY: as in `futex_lock_pi`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_UNLOCK_PI | libc::FUTEX_PRIVATE_FLAG,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Copies `len` bytes of the calling process's own memory from `src` to
+/// `dst` through the kernel (`process_vm_writev` on itself, or
+/// `process_vm_readv`: either way the kernel reads one side with
+/// `copy_from_user` and writes the other through pinned pages), so that
+/// a bad or concurrently unmapped address gives EFAULT instead of a
+/// signal. `Ok(n)`: `n` bytes were copied (fewer than `len` when a page
+/// of the second range failed after the first ones were copied). The
+/// ranges must not overlap (the kernel copies forwards).
+pub fn copy_checked(dst: usize, src: usize, len: usize, dst_is_remote: bool) -> Result<usize> {
+    let local = libc::iovec {
+        iov_base: (if dst_is_remote { src } else { dst }) as *mut libc::c_void,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: (if dst_is_remote { dst } else { src }) as *mut libc::c_void,
+        iov_len: len,
+    };
+    let nr = if dst_is_remote {
+        libc::SYS_process_vm_writev
+    } else {
+        libc::SYS_process_vm_readv
+    };
+    // SAFETY: the kernel validates both ranges itself (EFAULT); the iovec
+    // arrays are valid for one element each.
+    check(unsafe {
+        libc::syscall(
+            nr,
+            libc::getpid(),
+            &local as *const libc::iovec,
+            1usize,
+            &remote as *const libc::iovec,
+            1usize,
+            0usize,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// Whether CPU `cpu` is online, from the kernel's online mask
+/// (`/sys/devices/system/cpu/online`, a list such as `0-3,8`) read with raw
+/// system calls into a stack buffer: no allocation, no cancellation point
+/// (glibc's `open`/`read` are cancellation points; `syscall()` is not).
+/// A CPU outside the mask runs no task; that also covers possible CPUs
+/// that were never present (they have no `cpuN` directory at all). A mask
+/// that cannot be read: online (the caller then fails rather than skips a
+/// fence).
+pub fn cpu_online(cpu: i32) -> bool {
+    let mut buf = [0u8; 1024];
+    // SAFETY: a NUL-terminated path; raw openat/read/close on a local
+    // buffer, reads within its bounds.
+    let len = unsafe {
+        let fd = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/sys/devices/system/cpu/online".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return true;
+        }
+        let mut len = 0;
+        while len < buf.len() {
+            let n = libc::syscall(libc::SYS_read, fd, buf[len..].as_mut_ptr(), buf.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::syscall(libc::SYS_close, fd);
+        len
+    };
+    // A list longer than the buffer is cut: trust only complete ranges.
+    let text = &buf[..len];
+    let text = if len == buf.len() {
+        &text[..text.iter().rposition(|&b| b == b',').unwrap_or(0)]
+    } else {
+        text
+    };
+    cpu_list_contains(text, cpu).unwrap_or(true)
+}
+
+/// Whether a kernel CPU list (`0-3,8,10-11`) holds `cpu`; `None` when the
+/// text is not such a list.
+fn cpu_list_contains(text: &[u8], cpu: i32) -> Option<bool> {
+    fn number(s: &[u8]) -> Option<i64> {
+        if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(s.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')))
+    }
+    let mut found = false;
+    for part in text
+        .trim_ascii()
+        .split(|&b| b == b',')
+        .filter(|p| !p.is_empty())
+    {
+        let (lo, hi) = match part.iter().position(|&b| b == b'-') {
+            Some(dash) => (number(&part[..dash])?, number(&part[dash + 1..])?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        found |= (lo..=hi).contains(&i64::from(cpu));
+    }
+    Some(found)
 }

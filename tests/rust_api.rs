@@ -193,6 +193,48 @@ fn with_cpu_excludes_sections_and_other_cpu_ops() {
     assert_eq!(sum, THREADS * (REPS / 4));
 }
 
+/// The calling thread's signal mask (glibc's view: its internal signals
+/// are not reported).
+fn sigmask() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t filled by pthread_sigmask.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old);
+        old
+    }
+}
+
+fn blocked(set: &libc::sigset_t, sig: i32) -> bool {
+    // SAFETY: a valid set.
+    unsafe { libc::sigismember(set, sig) == 1 }
+}
+
+#[test]
+fn with_cpu_blocks_signals_and_a_panic_releases_the_word() {
+    // Issue 9, scenario 1 (Rust side): a panic in the closure unwinds
+    // through the hold, which releases the word and restores the mask.
+    let cpu = rseq::cpu::cpu_start() as i32;
+    for mode in modes() {
+        let target = if mode == PercpuMode::CpuId { cpu } else { 0 };
+        assert!(!blocked(&sigmask(), libc::SIGUSR1));
+        let inside = cpu_op::with_cpu(target, mode, || blocked(&sigmask(), libc::SIGUSR1)).unwrap();
+        assert!(inside, "signals are blocked while the word is held");
+        let r = std::panic::catch_unwind(|| {
+            let _ = cpu_op::with_cpu(target, mode, || panic!("in a cpu-op"));
+        });
+        assert!(r.is_err());
+        assert!(!blocked(&sigmask(), libc::SIGUSR1), "mask restored");
+        // The word is free: another thread gets it (no EDEADLK, no wait).
+        let other = thread::spawn(move || cpu_op::with_cpu(target, mode, || 7).unwrap());
+        assert_eq!(other.join().unwrap(), 7);
+        assert_eq!(cpu_op::with_cpu(target, mode, || 8), Ok(8));
+        // Nesting on the same target from the closure is refused.
+        let nested =
+            cpu_op::with_cpu(target, mode, || cpu_op::with_cpu(target, mode, || ())).unwrap();
+        assert_eq!(nested, Err(rseq::sys::Errno(libc::EDEADLK)));
+    }
+}
+
 #[test]
 fn percpu_counter_is_exact() {
     for mode in modes() {
@@ -258,5 +300,5 @@ fn everything_again_with_the_library_owning_registration() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("test result: ok. 6 passed"), "{text}");
+    assert!(text.contains("test result: ok. 7 passed"), "{text}");
 }

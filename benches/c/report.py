@@ -320,6 +320,8 @@ def targets(res):
             own.median <= 100)
     else:
         add("cpu_op on the caller's CPU <= 100 ns", "not measured", None)
+    opv = lib("cpu_op_addv.cpu_opv_own_cpu")
+    ratio_target("one-op cpu_opv() on the caller's CPU <= 3x cpu_op_addv there", opv, own, 3.0)
     other = lib("cpu_op_addv.other_cpu")
     mb = base("membarrier_rseq_cpu", mode="-")
     ratio_target("cpu_op on another CPU <= 2x one membarrier(PRIVATE_EXPEDITED_RSEQ, FLAG_CPU)",

@@ -1637,6 +1637,23 @@ static noinline void loop_cpu_op_addv(int tid, long iters)
 			tstats[tid].bad++;
 }
 
+/* One-operation cpu_opv() vector: the same addition (issue 14's target:
+ * at most 3x cpu_op_addv on the caller's CPU). */
+static noinline void loop_cpu_opv(int tid, long iters)
+{
+	int cpu = cpuop_target;
+	struct cpu_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = CPU_ADD_OP;
+	op.len = sizeof(intptr_t);
+	op.u.arithmetic_op.p = (uintptr_t)&slots[cpu].v;
+	op.u.arithmetic_op.count = 1;
+	for (long i = 0; i < iters; i++)
+		if (rseq_unlikely(cpu_opv(&op, 1, cpu, 0) != 0))
+			tstats[tid].bad++;
+}
+
 static noinline void loop_membarrier(int tid, long iters)
 {
 	int cpu = cpuop_target;
@@ -1660,7 +1677,7 @@ static void print_counter_delta(const char *what, const struct cpu_op_counters *
 	       (unsigned long long)(b->waits - a->waits));
 }
 
-static void run_cpu_op(const char *name, int target)
+static void run_cpu_op_loop(const char *name, int target, void (*loop)(int, long))
 {
 	struct cpu_op_counters c0, c1;
 	struct result r;
@@ -1669,7 +1686,7 @@ static void run_cpu_op(const char *name, int target)
 	cpuop_target = target;
 	memset(slots, 0, sizeof(*slots) * (size_t)max_nr_cpus);
 	cpu_op_get_counters(&c0, sizeof(c0));
-	r = bench(name, VARIANT, 1, "cpu_id", loop_cpu_op_addv);
+	r = bench(name, VARIANT, 1, "cpu_id", loop);
 	cpu_op_get_counters(&c1, sizeof(c1));
 	snprintf(what, sizeof(what), "%s (caller on CPU %d, target CPU %d)", name, allowed[0], target);
 	print_counter_delta(what, &c0, &c1);
@@ -1678,10 +1695,16 @@ static void run_cpu_op(const char *name, int target)
 	      target, (long)slots[target].v, r.total_ops);
 }
 
+static void run_cpu_op(const char *name, int target)
+{
+	run_cpu_op_loop(name, target, loop_cpu_op_addv);
+}
+
 static void group_cpuop(void)
 {
 	pin_to(allowed[0]);
 	run_cpu_op("cpu_op_addv.own_cpu", allowed[0]);
+	run_cpu_op_loop("cpu_op_addv.cpu_opv_own_cpu", allowed[0], loop_cpu_opv);
 	if (nr_allowed > 1) {
 		run_cpu_op("cpu_op_addv.other_cpu", allowed[1]);
 		if (want_baselines()) {

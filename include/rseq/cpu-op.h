@@ -15,10 +15,10 @@
  * argument or CPU, or a CPU this kernel cannot fence: without
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ), Linux < 5.10, only
  * CPUs the caller can migrate onto), EFAULT or EAGAIN (an address of a
- * cpu_opv() vector cannot be accessed), EDEADLK (from a signal handler
- * that interrupted a cpu-op of the same thread, when the target is owned:
- * the interrupted cpu-op cannot finish before the handler returns; the
- * kernel's cpu_opv was a system call, which no signal interrupts).
+ * cpu_opv() vector cannot be accessed; or the errno of a sandbox that
+ * refuses the kernel copies cpu_opv() uses). Like the kernel's cpu_opv
+ * system call, a cpu-op cannot be interrupted: every signal of the calling
+ * thread is blocked while it owns a CPU.
  */
 #ifndef _RSEQ_CPU_OP_H
 #define _RSEQ_CPU_OP_H

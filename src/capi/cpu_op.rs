@@ -5,9 +5,10 @@
 //! compare that failed (nothing after it ran); -1 with errno: nothing ran
 //! (EINVAL: invalid argument or CPU, or a CPU that cannot be fenced;
 //! EFAULT / EAGAIN: an address of a `cpu_opv()` vector cannot be accessed;
-//! EDEADLK: called from a signal handler that interrupted a cpu-op of the
-//! same thread, and the target is owned: the interrupted cpu-op cannot
-//! finish before the handler returns, so the handler must not wait).
+//! another errno: a sandbox refuses the kernel copies `cpu_opv()` uses).
+//! No signal handler of the calling thread runs while a cpu-op owns a
+//! CPU (see `cpu_op::engine`), so a cpu-op from a handler never meets its
+//! own thread's hold.
 //!
 //! `cpu_opv()` checks every address it is given. The named helpers take
 //! their pointers as valid by contract, like the rseq operations, so that
@@ -55,7 +56,7 @@ const CPU_ID: RseqPercpuMode = RseqPercpuMode(PercpuMode::CpuId as u32);
 /// `cpuopv` points to `cpuopcnt` operations (it is checked, so a bad
 /// pointer gives EFAULT).
 #[no_mangle]
-pub unsafe extern "C" fn cpu_opv(
+pub unsafe extern "C-unwind" fn cpu_opv(
     cpuopv: *mut CpuOp,
     cpuopcnt: c_int,
     cpu: c_int,
@@ -66,27 +67,19 @@ pub unsafe extern "C" fn cpu_opv(
             return fail(libc::EINVAL);
         }
         let n = cpuopcnt as usize;
-        let vector = crate::cpu_op::vector::Range {
-            addr: cpuopv as usize,
-            len: n * core::mem::size_of::<CpuOp>(),
-            access: crate::cpu_op::vector::Access::Read,
-            expect_fault: false,
-        };
-        if let Err(Errno(e)) = cpu_op::access::check(&vector) {
-            return fail(e);
-        }
-        // Work on a copy: the caller may change its vector meanwhile.
+        // Work on a copy (the caller may change its vector meanwhile),
+        // made by the kernel: a bad vector pointer gives EFAULT.
         let mut ops = [CpuOp::default(); CPU_OP_VEC_LEN_MAX];
         if n > 0 {
-            // SAFETY: the n operations are readable (checked above); the
-            // copy is unaligned-safe and does not overlap `ops`.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    cpuopv.cast::<u8>(),
-                    ops.as_mut_ptr().cast::<u8>(),
-                    vector.len,
-                )
-            };
+            if let Err(Errno(e)) = cpu_op::checked::kernel_copy_available() {
+                return fail(e);
+            }
+            let len = n * core::mem::size_of::<CpuOp>();
+            match crate::sys::copy_checked(ops.as_mut_ptr() as usize, cpuopv as usize, len, false) {
+                Ok(got) if got == len => {}
+                Ok(_) => return fail(libc::EFAULT),
+                Err(Errno(e)) => return fail(e),
+            }
         }
         // SAFETY: the C contract of cpu_opv() is the contract of opv():
         // the caller vouches for the addresses of its vector.
@@ -98,14 +91,14 @@ pub unsafe extern "C" fn cpu_opv(
 /// kernel offers `membarrier(PRIVATE_EXPEDITED_RSEQ)`. 0 when only CPUs
 /// the caller can migrate onto can be targeted (each call then says).
 #[no_mangle]
-pub extern "C" fn cpu_op_available() -> c_int {
+pub extern "C-unwind" fn cpu_op_available() -> c_int {
     guard(0, || cpu_op::fence::available() as c_int)
 }
 
 /// The CPU the caller runs on (`sched_getcpu()`); aborts the process if
 /// the kernel cannot tell.
 #[no_mangle]
-pub extern "C" fn cpu_op_get_current_cpu() -> c_int {
+pub extern "C-unwind" fn cpu_op_get_current_cpu() -> c_int {
     guard(-1, || {
         // SAFETY: sched_getcpu has no preconditions.
         let cpu = unsafe { libc::sched_getcpu() };
@@ -119,13 +112,13 @@ pub extern "C" fn cpu_op_get_current_cpu() -> c_int {
 /// Waits until no critical section that started on `cpu` before the call
 /// can still commit, without changing anything. 0, or -1 with errno.
 #[no_mangle]
-pub extern "C" fn cpu_op_fence(cpu: c_int) -> c_int {
+pub extern "C-unwind" fn cpu_op_fence(cpu: c_int) -> c_int {
     cpu_op_fence_mode(CPU_ID, cpu)
 }
 
 /// `cpu_op_fence` for a percpu mode.
 #[no_mangle]
-pub extern "C" fn cpu_op_fence_mode(mode: RseqPercpuMode, cpu: c_int) -> c_int {
+pub extern "C-unwind" fn cpu_op_fence_mode(mode: RseqPercpuMode, cpu: c_int) -> c_int {
     with_mode(mode, |m| cpu_op::fence_target(cpu, m).map(|()| 0))
 }
 
@@ -136,7 +129,10 @@ pub extern "C" fn cpu_op_fence_mode(mode: RseqPercpuMode, cpu: c_int) -> c_int {
 /// # Safety
 /// `counters` is writable for `size` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_get_counters(counters: *mut CpuOpCounters, size: size_t) -> c_int {
+pub unsafe extern "C-unwind" fn cpu_op_get_counters(
+    counters: *mut CpuOpCounters,
+    size: size_t,
+) -> c_int {
     guard(-1, || {
         if counters.is_null() {
             return fail(libc::EINVAL);
@@ -159,20 +155,22 @@ pub unsafe extern "C" fn cpu_op_get_counters(counters: *mut CpuOpCounters, size:
 /// a cpu-op (called by the inline wrappers of `<rseq/percpu-op.h>`):
 /// counts it and fires the `rseq:fallback` probe.
 #[no_mangle]
-pub extern "C" fn percpu_op_note_fallback(cpu: c_int) {
+pub extern "C-unwind" fn percpu_op_note_fallback(cpu: c_int) {
     guard((), || stats::record_fallback(cpu))
 }
 
-/// 1: the `percpu_*` operations always complete (through rseq, or through
-/// a cpu-op when rseq cannot).
+/// 1 when the `percpu_*` operations always complete for every valid CPU
+/// (through rseq, or through a cpu-op when rseq cannot): exactly when
+/// cpu-ops can fence every CPU ([`cpu_op_available`]). 0 when the
+/// fallback can fail with EINVAL for a CPU the caller cannot migrate onto.
 #[no_mangle]
-pub extern "C" fn percpu_op_available() -> c_int {
-    1
+pub extern "C-unwind" fn percpu_op_available() -> c_int {
+    guard(0, || cpu_op::fence::available() as c_int)
 }
 
 /// The CPU to pass to a `percpu_*` operation: `rseq_current_cpu()`.
 #[no_mangle]
-pub extern "C" fn percpu_current_cpu() -> c_int {
+pub extern "C-unwind" fn percpu_current_cpu() -> c_int {
     guard(-1, crate::cpu::current_cpu)
 }
 
@@ -182,7 +180,7 @@ pub extern "C" fn percpu_current_cpu() -> c_int {
 /// # Safety
 /// All four pointers are valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpxchg(
+pub unsafe extern "C-unwind" fn cpu_op_cmpxchg(
     v: *mut c_void,
     expect: *mut c_void,
     old: *mut c_void,
@@ -199,7 +197,7 @@ pub unsafe extern "C" fn cpu_op_cmpxchg(
 /// # Safety
 /// As `cpu_op_cmpxchg`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpxchg_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpxchg_mode(
     mode: RseqPercpuMode,
     v: *mut c_void,
     expect: *mut c_void,
@@ -219,7 +217,12 @@ pub unsafe extern "C" fn cpu_op_cmpxchg_mode(
 /// # Safety
 /// `v` is valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_add(v: *mut c_void, count: i64, len: size_t, cpu: c_int) -> c_int {
+pub unsafe extern "C-unwind" fn cpu_op_add(
+    v: *mut c_void,
+    count: i64,
+    len: size_t,
+    cpu: c_int,
+) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { cpu_op_add_mode(CPU_ID, v, count, len, cpu) }
 }
@@ -229,7 +232,7 @@ pub unsafe extern "C" fn cpu_op_add(v: *mut c_void, count: i64, len: size_t, cpu
 /// # Safety
 /// As `cpu_op_add`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_add_mode(
+pub unsafe extern "C-unwind" fn cpu_op_add_mode(
     mode: RseqPercpuMode,
     v: *mut c_void,
     count: i64,
@@ -248,7 +251,7 @@ pub unsafe extern "C" fn cpu_op_add_mode(
 /// # Safety
 /// As `cpu_op_add`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_add_release(
+pub unsafe extern "C-unwind" fn cpu_op_add_release(
     v: *mut c_void,
     count: i64,
     len: size_t,
@@ -263,7 +266,7 @@ pub unsafe extern "C" fn cpu_op_add_release(
 /// # Safety
 /// As `cpu_op_add`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_add_release_mode(
+pub unsafe extern "C-unwind" fn cpu_op_add_release_mode(
     mode: RseqPercpuMode,
     v: *mut c_void,
     count: i64,
@@ -281,7 +284,7 @@ pub unsafe extern "C" fn cpu_op_add_release_mode(
 /// # Safety
 /// `v` is valid.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_addv(v: *mut intptr_t, count: i64, cpu: c_int) -> c_int {
+pub unsafe extern "C-unwind" fn cpu_op_addv(v: *mut intptr_t, count: i64, cpu: c_int) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { cpu_op_addv_mode(CPU_ID, v, count, cpu) }
 }
@@ -291,14 +294,16 @@ pub unsafe extern "C" fn cpu_op_addv(v: *mut intptr_t, count: i64, cpu: c_int) -
 /// # Safety
 /// As `cpu_op_addv`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_addv_mode(
+pub unsafe extern "C-unwind" fn cpu_op_addv_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     count: i64,
     cpu: c_int,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    with_mode(mode, |m| unsafe { cpu_op::addv(v, count, cpu, m) })
+    with_mode(mode, |m| unsafe {
+        cpu_op::addv_own_cpu_first(v, count, cpu, m)
+    })
 }
 
 /// `if (*v != expect) return 1; *v = newv;`
@@ -306,7 +311,7 @@ pub unsafe extern "C" fn cpu_op_addv_mode(
 /// # Safety
 /// `v` is valid.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     newv: intptr_t,
@@ -321,7 +326,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -342,7 +347,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_mode(
 /// # Safety
 /// `v`, `load` and every node on the list are valid.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpnev_storeoffp_load(
+pub unsafe extern "C-unwind" fn cpu_op_cmpnev_storeoffp_load(
     v: *mut intptr_t,
     expectnot: intptr_t,
     voffp: off_t,
@@ -358,7 +363,7 @@ pub unsafe extern "C" fn cpu_op_cmpnev_storeoffp_load(
 /// # Safety
 /// As `cpu_op_cmpnev_storeoffp_load`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpnev_storeoffp_load_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpnev_storeoffp_load_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expectnot: intptr_t,
@@ -377,7 +382,7 @@ pub unsafe extern "C" fn cpu_op_cmpnev_storeoffp_load_mode(
 /// # Safety
 /// `v` and `v2` are valid.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -394,7 +399,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -415,7 +420,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_mode(
 /// # Safety
 /// As `cpu_op_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_mb_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_mb_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -432,7 +437,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_mb_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_release(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -449,7 +454,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_release(
 /// # Safety
 /// As `cpu_op_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_release_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_storev_release_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -469,7 +474,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_storev_storev_release_mode(
 /// # Safety
 /// `v` and `v2` are valid.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -486,7 +491,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_cmpeqv_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_cmpeqv_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_cmpeqv_storev_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_cmpeqv_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -507,7 +512,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_cmpeqv_storev_mode(
 /// # Safety
 /// `v` is valid; `dst` and `src` are valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_memcpy_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -525,7 +530,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_memcpy_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -557,7 +562,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev_mode(
 /// # Safety
 /// As `cpu_op_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_mb_storev(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_memcpy_mb_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -575,7 +580,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_mb_storev(
 /// # Safety
 /// As `cpu_op_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev_release(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_memcpy_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -593,7 +598,7 @@ pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev_release(
 /// # Safety
 /// As `cpu_op_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn cpu_op_cmpeqv_memcpy_storev_release_mode(
+pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_memcpy_storev_release_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,

@@ -42,19 +42,45 @@ fn next_pthread_create() -> Option<PthreadCreate> {
     (p != 0).then(|| unsafe { core::mem::transmute::<usize, PthreadCreate>(p) })
 }
 
-/// What the trampoline needs to start the caller's routine.
+/// What the trampoline needs to start the caller's routine (`take`
+/// first: the C trampoline reads it).
+#[repr(C)]
 struct Start {
+    take: unsafe extern "C" fn(*mut c_void, *mut Option<StartRoutine>, *mut *mut c_void),
     routine: StartRoutine,
     arg: *mut c_void,
 }
 
-/// Registers the new thread, then runs the caller's routine.
-extern "C" fn registered_start(p: *mut c_void) -> *mut c_void {
-    // SAFETY: `p` is the Box leaked by pthread_create below, for this
-    // thread only.
-    let Start { routine, arg } = *unsafe { Box::from_raw(p.cast::<Start>()) };
+// SAFETY: the trampoline's only precondition is the one pthread_create
+// gives every start routine (its argument is ours), so it may be "safe".
+unsafe extern "C" {
+    /// The C trampoline (`area.c`): calls `take_start`, then
+    /// the caller's routine, so that a forced unwind out of the routine
+    /// only crosses C frames.
+    safe fn rseq_impl_registered_start(start: *mut c_void) -> *mut c_void;
+}
+
+/// Called by the C trampoline in the new thread: registers it, frees the
+/// start record and gives back the caller's routine and argument.
+///
+/// # Safety
+/// `p` is the Box leaked by pthread_create below, for this thread only;
+/// the out-pointers are valid.
+unsafe extern "C" fn take_start(
+    p: *mut c_void,
+    routine: *mut Option<StartRoutine>,
+    arg: *mut *mut c_void,
+) {
+    // SAFETY: per the contract.
+    let Start {
+        routine: r, arg: a, ..
+    } = *unsafe { Box::from_raw(p.cast::<Start>()) };
     registration::on_thread_start();
-    routine(arg)
+    // SAFETY: valid out-pointers (the trampoline's locals).
+    unsafe {
+        routine.write(Some(r));
+        arg.write(a);
+    }
 }
 
 /// `pthread_create`, interposed: when the library owns rseq registration
@@ -66,7 +92,7 @@ extern "C" fn registered_start(p: *mut c_void) -> *mut c_void {
 /// # Safety
 /// As `pthread_create(3)`.
 #[no_mangle]
-pub unsafe extern "C" fn pthread_create(
+pub unsafe extern "C-unwind" fn pthread_create(
     thread: *mut libc::pthread_t,
     attr: *const libc::pthread_attr_t,
     routine: Option<StartRoutine>,
@@ -83,9 +109,14 @@ pub unsafe extern "C" fn pthread_create(
             // SAFETY: forwarded arguments.
             return unsafe { next(thread, attr, routine, arg) };
         };
-        let start = Box::into_raw(Box::new(Start { routine, arg }));
+        let start = Box::into_raw(Box::new(Start {
+            take: take_start,
+            routine,
+            arg,
+        }));
+        let trampoline: StartRoutine = rseq_impl_registered_start;
         // SAFETY: forwarded arguments; the trampoline takes the Box.
-        let r = unsafe { next(thread, attr, Some(registered_start), start.cast()) };
+        let r = unsafe { next(thread, attr, Some(trampoline), start.cast()) };
         if r != 0 {
             // SAFETY: the thread was not created: the Box is still ours.
             drop(unsafe { Box::from_raw(start) });

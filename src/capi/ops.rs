@@ -37,7 +37,7 @@ fn run(mo: RseqMo, mode: RseqPercpuMode, f: impl FnOnce(Mo, PercpuMode) -> ops::
 /// # Safety
 /// `v` is valid per-CPU data (see the Rust `ops` module).
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_cbne_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_cbne_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -57,7 +57,7 @@ pub unsafe extern "C" fn rseq_load_cbne_store__ptr(
 /// # Safety
 /// `v`, `load` and, unless the list is empty, the node are valid.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_cbeq_store_add_load_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_cbeq_store_add_load_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -77,7 +77,7 @@ pub unsafe extern "C" fn rseq_load_cbeq_store_add_load_store__ptr(
 /// # Safety
 /// `v` is valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_add_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_add_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -95,7 +95,7 @@ pub unsafe extern "C" fn rseq_load_add_store__ptr(
 /// # Safety
 /// `ptr` and both indirections are valid.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_add_load_load_add_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_add_load_load_add_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     ptr: *mut intptr_t,
@@ -115,7 +115,7 @@ pub unsafe extern "C" fn rseq_load_add_load_load_add_store__ptr(
 /// # Safety
 /// `v` and `v2` are valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_cbne_store_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_cbne_store_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -136,7 +136,7 @@ pub unsafe extern "C" fn rseq_load_cbne_store_store__ptr(
 /// # Safety
 /// `v` and `v2` are valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_cbne_load_cbne_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_cbne_load_cbne_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -158,7 +158,7 @@ pub unsafe extern "C" fn rseq_load_cbne_load_cbne_store__ptr(
 /// # Safety
 /// `v` is valid; `dst` and `src` are valid for `len` bytes and disjoint.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_load_cbne_memcpy_store__ptr(
+pub unsafe extern "C-unwind" fn rseq_load_cbne_memcpy_store__ptr(
     rseq_mo: RseqMo,
     percpu_mode: RseqPercpuMode,
     v: *mut intptr_t,
@@ -194,7 +194,7 @@ const CPU_ID: RseqPercpuMode = RseqPercpuMode(PercpuMode::CpuId as u32);
 /// # Safety
 /// As `rseq_load_cbne_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     newv: intptr_t,
@@ -209,7 +209,7 @@ pub unsafe extern "C" fn rseq_cmpeqv_storev(
 /// # Safety
 /// As `rseq_load_cbeq_store_add_load_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpnev_storeoffp_load(
+pub unsafe extern "C-unwind" fn rseq_cmpnev_storeoffp_load(
     v: *mut intptr_t,
     expectnot: intptr_t,
     voffp: libc::off_t,
@@ -235,7 +235,7 @@ pub unsafe extern "C" fn rseq_cmpnev_storeoffp_load(
 /// # Safety
 /// As `rseq_load_add_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_addv(v: *mut intptr_t, count: intptr_t, cpu: c_int) -> c_int {
+pub unsafe extern "C-unwind" fn rseq_addv(v: *mut intptr_t, count: intptr_t, cpu: c_int) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { rseq_load_add_store__ptr(RELAXED, CPU_ID, v, count, cpu) }
 }
@@ -245,7 +245,7 @@ pub unsafe extern "C" fn rseq_addv(v: *mut intptr_t, count: intptr_t, cpu: c_int
 /// # Safety
 /// As `rseq_load_add_load_load_add_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_offset_deref_addv(
+pub unsafe extern "C-unwind" fn rseq_offset_deref_addv(
     ptr: *mut intptr_t,
     off: c_long,
     inc: intptr_t,
@@ -260,7 +260,7 @@ pub unsafe extern "C" fn rseq_offset_deref_addv(
 /// # Safety
 /// As `rseq_load_cbne_store_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_trystorev_storev(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_trystorev_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -277,7 +277,7 @@ pub unsafe extern "C" fn rseq_cmpeqv_trystorev_storev(
 /// # Safety
 /// As `rseq_load_cbne_store_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_trystorev_storev_release(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_trystorev_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -294,7 +294,7 @@ pub unsafe extern "C" fn rseq_cmpeqv_trystorev_storev_release(
 /// # Safety
 /// As `rseq_load_cbne_load_cbne_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -313,7 +313,7 @@ pub unsafe extern "C" fn rseq_cmpeqv_cmpeqv_storev(
 /// # Safety
 /// As `rseq_load_cbne_memcpy_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_trymemcpy_storev(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_trymemcpy_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -333,7 +333,7 @@ pub unsafe extern "C" fn rseq_cmpeqv_trymemcpy_storev(
 /// # Safety
 /// As `rseq_load_cbne_memcpy_store__ptr`.
 #[no_mangle]
-pub unsafe extern "C" fn rseq_cmpeqv_trymemcpy_storev_release(
+pub unsafe extern "C-unwind" fn rseq_cmpeqv_trymemcpy_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,

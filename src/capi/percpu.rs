@@ -50,7 +50,7 @@ fn attempt(
 /// # Safety
 /// `v` is valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     newv: intptr_t,
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev(
 /// # Safety
 /// As `percpu_cmpeqv_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev_mode(
 /// # Safety
 /// `v`, `load` and the list's nodes are valid.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpnev_storeoffp_load(
+pub unsafe extern "C-unwind" fn percpu_cmpnev_storeoffp_load(
     v: *mut intptr_t,
     expectnot: intptr_t,
     voffp: off_t,
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn percpu_cmpnev_storeoffp_load(
 /// # Safety
 /// As `percpu_cmpnev_storeoffp_load`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpnev_storeoffp_load_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpnev_storeoffp_load_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expectnot: intptr_t,
@@ -134,7 +134,11 @@ pub unsafe extern "C" fn percpu_cmpnev_storeoffp_load_mode(
 /// # Safety
 /// `v` is valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_addv(v: *mut intptr_t, count: intptr_t, cpu: c_int) -> c_int {
+pub unsafe extern "C-unwind" fn percpu_addv(
+    v: *mut intptr_t,
+    count: intptr_t,
+    cpu: c_int,
+) -> c_int {
     // SAFETY: forwarded contract.
     unsafe { percpu_addv_mode(CPU_ID, v, count, cpu) }
 }
@@ -144,7 +148,7 @@ pub unsafe extern "C" fn percpu_addv(v: *mut intptr_t, count: intptr_t, cpu: c_i
 /// # Safety
 /// As `percpu_addv`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_addv_mode(
+pub unsafe extern "C-unwind" fn percpu_addv_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     count: intptr_t,
@@ -164,7 +168,7 @@ pub unsafe extern "C" fn percpu_addv_mode(
 /// # Safety
 /// `v` and `v2` are valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev_storev(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -181,7 +185,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev_storev(
 /// # Safety
 /// As `percpu_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -204,7 +208,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_mode(
 /// # Safety
 /// As `percpu_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_release(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -221,7 +225,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_release(
 /// # Safety
 /// As `percpu_cmpeqv_storev_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_release_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_storev_storev_release_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -245,7 +249,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_storev_storev_release_mode(
 /// # Safety
 /// `v` and `v2` are valid per-CPU data.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_cmpeqv_storev(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_cmpeqv_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     v2: *mut intptr_t,
@@ -262,7 +266,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_cmpeqv_storev(
 /// # Safety
 /// As `percpu_cmpeqv_cmpeqv_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_cmpeqv_storev_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_cmpeqv_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -288,7 +292,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_cmpeqv_storev_mode(
 /// # Safety
 /// `v` is valid; `dst` and `src` are valid for `len` bytes, disjoint.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_memcpy_storev(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -306,7 +310,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev(
 /// # Safety
 /// As `percpu_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_memcpy_storev_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,
@@ -354,7 +358,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev_mode(
 /// # Safety
 /// As `percpu_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev_release(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_memcpy_storev_release(
     v: *mut intptr_t,
     expect: intptr_t,
     dst: *mut c_void,
@@ -372,7 +376,7 @@ pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev_release(
 /// # Safety
 /// As `percpu_cmpeqv_memcpy_storev`.
 #[no_mangle]
-pub unsafe extern "C" fn percpu_cmpeqv_memcpy_storev_release_mode(
+pub unsafe extern "C-unwind" fn percpu_cmpeqv_memcpy_storev_release_mode(
     mode: RseqPercpuMode,
     v: *mut intptr_t,
     expect: intptr_t,

@@ -12,7 +12,7 @@ use crate::sys::Errno;
 /// an already registered thread is harmless; each successful call is
 /// matched by one `rseq_unregister_current_thread()`.
 #[no_mangle]
-pub extern "C" fn rseq_register_current_thread() -> c_int {
+pub extern "C-unwind" fn rseq_register_current_thread() -> c_int {
     guard(-1, || match registration::register_current_thread() {
         Ok(()) => 0,
         Err(e) => {
@@ -26,7 +26,7 @@ pub extern "C" fn rseq_register_current_thread() -> c_int {
 /// it when none is left; a no-op when glibc owns registration. Returns 0,
 /// or -1 with errno (EINVAL: the thread was not registered).
 #[no_mangle]
-pub extern "C" fn rseq_unregister_current_thread() -> c_int {
+pub extern "C-unwind" fn rseq_unregister_current_thread() -> c_int {
     guard(-1, || match registration::unregister_current_thread() {
         Ok(()) => 0,
         Err(e) => {
@@ -42,7 +42,7 @@ pub extern "C" fn rseq_unregister_current_thread() -> c_int {
 /// architecture). `RSEQ_AVAILABLE_QUERY_LIBC` (1): whether the C library
 /// owns a working registration. Other queries: false, errno EINVAL.
 #[no_mangle]
-pub extern "C" fn rseq_available(query: c_uint) -> bool {
+pub extern "C-unwind" fn rseq_available(query: c_uint) -> bool {
     guard(false, || match query {
         0 => match registration::kernel_unavailable_reason() {
             None => true,
@@ -68,7 +68,7 @@ pub extern "C" fn rseq_available(query: c_uint) -> bool {
 /// automatic registration applies. Returns -1 (the abort's return value);
 /// errno is preserved.
 #[no_mangle]
-pub extern "C" fn rseq_abort_slow_path() -> c_int {
+pub extern "C-unwind" fn rseq_abort_slow_path() -> c_int {
     guard(-1, || {
         let saved = Errno::last();
         crate::ops::on_abort();

@@ -9,8 +9,10 @@
 //! fail with EFAULT instead of faulting (see [`crate::sys`]). Permissions
 //! are per page, so one probe per page covers a range.
 //!
-//! A page unmapped by another thread between the check and the access is
-//! the caller's race, as it would be with any system call taking a buffer.
+//! When the kernel (or a seccomp filter) refuses the probes, the check
+//! fails with the errno it gave instead of guessing. A page unmapped by
+//! another thread between the check and the access is caught by the
+//! execution itself (see [`super::checked`]).
 
 use super::vector::{Access, Range};
 use crate::sys::{self, Errno};
@@ -26,7 +28,8 @@ fn page_size() -> usize {
 }
 
 /// Whether every byte of `range` can be accessed as it says; EFAULT, or
-/// EAGAIN when the range expects a fault, otherwise. Empty ranges are
+/// EAGAIN when the range expects a fault, otherwise (or the errno of a
+/// refused probe, see the module documentation). Empty ranges are
 /// never checked (the kernel pinned nothing for them).
 pub fn check(range: &Range) -> Result<(), Errno> {
     if range.len == 0 {
@@ -51,7 +54,9 @@ pub fn check(range: &Range) -> Result<(), Errno> {
             Access::Read => sys::probe_readable(p),
             Access::Write => sys::probe_writable(p),
         };
-        if !ok {
+        // A refused probe says nothing about the address: fail with the
+        // refusal's errno rather than guess that it is accessible.
+        if !ok? {
             return fail;
         }
         match (p & !(page - 1)).checked_add(page) {

@@ -19,11 +19,9 @@
 //!    next (Linux 5.10+).
 //! 4. [`Fence::Migrate`]: without that command, the caller moves itself
 //!    onto the target CPU with `sched_setaffinity` (case 2 by force), then
-//!    back. A CPU that is offline (or possible but not present) runs
-//!    nothing and needs no fence; one in a hotplug transition is retried
-//!    until it is either reachable or offline. A CPU the caller may not
-//!    run on (outside its cpuset) cannot be fenced this way: EINVAL
-//!    (after about a second of retries, see `REACH_ATTEMPTS`).
+//!    back. A CPU that is offline runs nothing and needs no fence. A CPU
+//!    the caller may not run on (outside its cpuset) cannot be fenced
+//!    this way: EINVAL.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -113,140 +111,139 @@ fn on_target(target: i32, mode: PercpuMode) -> bool {
     }
 }
 
-/// Whether `cpu` is in the kernel's online mask, read from sysfs without
-/// allocating (a cpu-op may run in a signal handler). `None` when the
-/// mask cannot be read (no sysfs).
-///
-/// A CPU outside the mask runs no task, so no section can be running
-/// there: a cpu-op needs no fence for it. This covers possible CPUs that
-/// were never present (they have no `cpuN` directory at all). The mask is
-/// read after the ownership word was set: a section that checked the word
-/// before that ran on the CPU then, and the CPU going offline since
-/// preempted it (the kernel aborts preempted sections).
-fn cpu_online(cpu: i32) -> Option<bool> {
-    let mut buf = [0u8; 1024];
-    // SAFETY: a NUL-terminated path; open has no other preconditions.
-    let fd = unsafe {
-        libc::open(
-            c"/sys/devices/system/cpu/online".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    let mut len = 0;
-    while len < buf.len() {
-        // SAFETY: reads into the unused tail of `buf`, within bounds.
-        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
-        if n <= 0 {
-            break;
-        }
-        len += n as usize;
-    }
-    // SAFETY: `fd` is the descriptor opened above, closed once.
-    unsafe { libc::close(fd) };
-    // A list longer than the buffer is cut: trust only complete ranges.
-    let text = &buf[..len];
-    let text = if len == buf.len() {
-        &text[..text.iter().rposition(|&b| b == b',').unwrap_or(0)]
-    } else {
-        text
-    };
-    cpu_list_contains(text, cpu)
+/// CPUs found offline by [`crate::sys::cpu_online`] (read while no word
+/// was held), which a migrating fence may skip.
+pub struct Offline {
+    set: libc::cpu_set_t,
+    count: usize,
 }
 
-/// Whether a kernel CPU list (`0-3,8,10-11`) holds `cpu`; `None` when the
-/// text is not such a list.
-fn cpu_list_contains(text: &[u8], cpu: i32) -> Option<bool> {
-    fn number(s: &[u8]) -> Option<i64> {
-        if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
-            return None;
+impl Offline {
+    /// No CPU known offline.
+    pub fn none() -> Offline {
+        Offline {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set.
+            set: unsafe { core::mem::zeroed() },
+            count: 0,
         }
-        Some(s.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')))
     }
-    let text = text.trim_ascii();
-    let mut found = false;
-    for part in text.split(|&b| b == b',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.iter().position(|&b| b == b'-') {
-            Some(dash) => (number(&part[..dash])?, number(&part[dash + 1..])?),
-            None => {
-                let n = number(part)?;
-                (n, n)
-            }
-        };
-        found |= (lo..=hi).contains(&i64::from(cpu));
+
+    fn contains(&self, cpu: i32) -> bool {
+        (cpu as usize) < libc::CPU_SETSIZE as usize
+            // SAFETY: in bounds (checked).
+            && unsafe { libc::CPU_ISSET(cpu as usize, &self.set) }
     }
-    Some(found)
+
+    /// Reads whether `cpu` is offline (call with no word held). True: it
+    /// is, and is now known; false: it is online (or already known, which
+    /// means it came back online), the caller cannot reach it now.
+    pub fn learn(&mut self, cpu: i32) -> bool {
+        if cpu < 0
+            || cpu as usize >= libc::CPU_SETSIZE as usize
+            || self.contains(cpu)
+            || self.count > libc::CPU_SETSIZE as usize
+            || sys::cpu_online(cpu)
+        {
+            return false;
+        }
+        // SAFETY: in bounds (checked above).
+        unsafe { libc::CPU_SET(cpu as usize, &mut self.set) };
+        self.count += 1;
+        true
+    }
 }
 
-/// How many times [`reach`] tries to run on a CPU that is online but
-/// refuses the caller: a hotplug transition (the CPU is online but not
-/// yet, or no longer, active) lasts milliseconds; a CPU outside the
-/// caller's cpuset refuses for ever, and costs this bound (about one
-/// second) before EINVAL.
-const REACH_ATTEMPTS: u32 = 1000;
+/// Why a fence failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The target cannot be fenced (and nothing ran).
+    Errno(Errno),
+    /// The caller could not migrate onto this CPU, which is not known to
+    /// be offline: the caller finds out, with no word held, and retries.
+    Unreachable(i32),
+}
 
-/// Runs the caller on `target` (its affinity set to `one`, that CPU
-/// alone), or finds the CPU offline. Retries during hotplug transitions.
-fn reach(target: i32, one: &libc::cpu_set_t) -> Result<(), Errno> {
-    for attempt in 0..REACH_ATTEMPTS {
-        // sched_setaffinity returns once the caller runs on an allowed
-        // CPU; check rather than trust (the CPU may go down meanwhile).
-        if sys::set_affinity(one).is_ok() && on_target(target, PercpuMode::CpuId) {
-            return Ok(());
-        }
-        match cpu_online(target) {
-            Some(false) => return Ok(()),
-            // Without sysfs a refusal cannot be told from a transition.
-            None => return Err(Errno(libc::EINVAL)),
-            Some(true) if attempt < 16 => {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-            Some(true) => {
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 1_000_000,
-                };
-                // SAFETY: `pause` is a valid timespec; no remainder wanted.
-                unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
-            }
-        }
+impl From<Errno> for Failure {
+    fn from(e: Errno) -> Failure {
+        Failure::Errno(e)
     }
-    Err(Errno(libc::EINVAL))
+}
+
+fn single(cpu: i32) -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is in
+    // bounds for CPUs below CPU_SETSIZE (checked by the caller).
+    unsafe {
+        let mut one: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut one);
+        one
+    }
+}
+
+fn same_set(a: &libc::cpu_set_t, b: &libc::cpu_set_t) -> bool {
+    // SAFETY: two valid cpu_set_t values compared byte by byte.
+    unsafe {
+        libc::memcmp(
+            (a as *const libc::cpu_set_t).cast(),
+            (b as *const libc::cpu_set_t).cast(),
+            core::mem::size_of::<libc::cpu_set_t>(),
+        ) == 0
+    }
 }
 
 /// Runs the caller on each CPU of `targets` in turn, then restores its
-/// affinity. Offline targets (also possible CPUs that are not present)
-/// need no visit. Fails with EINVAL if an online target cannot be reached
-/// (outside the caller's cpuset).
-fn migrate_onto(targets: impl Iterator<Item = i32>) -> Result<(), Errno> {
+/// affinity. A CPU the caller cannot move onto is skipped when `offline`
+/// knows it offline, reported as [`Failure::Unreachable`] otherwise.
+///
+/// Restoring: if another thread changed the caller's affinity while it
+/// migrated (`sched_setaffinity(tid)` from elsewhere), the mask found at
+/// the end is no longer the one-CPU mask this function set, and it is
+/// left alone: the concurrent change wins. The remaining window is
+/// between the final `sched_getaffinity` and `sched_setaffinity` (two
+/// system calls, about a microsecond), where a concurrent change is
+/// overwritten by the saved mask. (`sched_getaffinity` also reports the
+/// saved mask restricted to the CPUs online at the time.)
+fn migrate_onto(targets: impl Iterator<Item = i32>, offline: &Offline) -> Result<(), Failure> {
     let saved = sys::get_affinity()?;
     let mut result = Ok(());
+    let mut last_set: Option<libc::cpu_set_t> = None;
     for target in targets {
-        if target as usize >= libc::CPU_SETSIZE as usize {
-            result = Err(Errno(libc::EINVAL));
+        if target < 0 || target as usize >= libc::CPU_SETSIZE as usize {
+            result = Err(Failure::Errno(Errno(libc::EINVAL)));
             break;
         }
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is in
-        // bounds for targets below CPU_SETSIZE (checked above).
-        let one = unsafe {
-            let mut one: libc::cpu_set_t = core::mem::zeroed();
-            libc::CPU_SET(target as usize, &mut one);
-            one
-        };
-        result = reach(target, &one);
-        if result.is_err() {
-            break;
+        let one = single(target);
+        match sys::set_affinity(&one) {
+            // sched_setaffinity returns once the caller runs on an
+            // allowed CPU; check rather than trust.
+            Ok(()) if on_target(target, PercpuMode::CpuId) => last_set = Some(one),
+            Ok(()) => {
+                // Allowed but not running there: the CPU went down
+                // meanwhile (a hotplug transition); the caller retries.
+                last_set = Some(one);
+                result = Err(Failure::Unreachable(target));
+                break;
+            }
+            Err(_) if offline.contains(target) => {}
+            Err(_) => {
+                result = Err(Failure::Unreachable(target));
+                break;
+            }
         }
     }
-    let _ = sys::set_affinity(&saved);
+    if let Some(mine) = last_set {
+        match sys::get_affinity() {
+            Ok(now) if !same_set(&now, &mine) => {}
+            _ => {
+                let _ = sys::set_affinity(&saved);
+            }
+        }
+    }
     result
 }
 
 /// Fences `target` (a CPU, or an mm_cid) with its ownership word held.
-pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
+/// Allocates nothing, opens no file, calls no cancellation point.
+pub fn fence(target: i32, mode: PercpuMode, offline: &Offline) -> Result<Fence, Failure> {
     if !rseq_possibly_registered() {
         return Ok(Fence::None);
     }
@@ -270,7 +267,7 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
             {
                 return Ok(Fence::MembarrierCpu);
             }
-            migrate_onto(core::iter::once(target)).map(|()| Fence::Migrate)
+            migrate_onto(core::iter::once(target), offline).map(|()| Fence::Migrate)
         }
         PercpuMode::MmCid => {
             if membarrier_ready()
@@ -279,8 +276,11 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
                 return Ok(Fence::MembarrierAll);
             }
             let possible = cpu::possible();
-            migrate_onto((0..possible.len() as i32).filter(|&c| possible.contains(c)))
-                .map(|()| Fence::Migrate)
+            migrate_onto(
+                (0..possible.len() as i32).filter(|&c| possible.contains(c)),
+                offline,
+            )
+            .map(|()| Fence::Migrate)
         }
     }
 }
@@ -290,31 +290,4 @@ pub fn fence(target: i32, mode: PercpuMode) -> Result<Fence, Errno> {
 pub fn available() -> bool {
     registration::init();
     !rseq_possibly_registered() || membarrier_ready()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists_are_parsed_without_allocating() {
-        let list = b"0-3,8,10-11\n";
-        for cpu in [0, 1, 3, 8, 10, 11] {
-            assert_eq!(cpu_list_contains(list, cpu), Some(true), "{cpu}");
-        }
-        for cpu in [-1, 4, 7, 9, 12, 4096] {
-            assert_eq!(cpu_list_contains(list, cpu), Some(false), "{cpu}");
-        }
-        assert_eq!(cpu_list_contains(b"0\n", 0), Some(true));
-        assert_eq!(cpu_list_contains(b"\n", 0), Some(false));
-        assert_eq!(cpu_list_contains(b"0-x", 0), None);
-        assert_eq!(cpu_list_contains(b"-3", 0), None);
-    }
-
-    #[test]
-    fn the_running_cpu_is_online() {
-        let (cpu, _) = sys::getcpu().unwrap();
-        assert_eq!(cpu_online(cpu as i32), Some(true));
-        assert_eq!(cpu_online(1 << 20), Some(false));
-    }
 }

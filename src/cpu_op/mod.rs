@@ -68,6 +68,7 @@
 //! atomicity with respect to cpu-ops.
 
 pub mod access;
+pub mod checked;
 pub(crate) mod engine;
 pub mod fence;
 pub mod vector;
@@ -80,17 +81,26 @@ pub use engine::with_cpu;
 pub use vector::{CpuOp, OpType, CPU_OP_DATA_LEN_MAX, CPU_OP_VEC_FLAG_MM_CID, CPU_OP_VEC_LEN_MAX};
 
 /// Called once at the end of the library's initialisation.
-pub(crate) fn on_init() {
-    engine::install_fork_handlers();
+/// `shared_fork_page`: the fork page of a copy of the library loaded
+/// earlier (0: none, this copy makes its own).
+pub(crate) fn on_init(shared_fork_page: usize) {
+    engine::install_fork_handlers(shared_fork_page);
+}
+
+/// This copy's fork page (for the anchor).
+pub(crate) fn fork_page() -> usize {
+    engine::fork_page()
 }
 
 /// Result of a cpu-op helper: `Ok(0)` done, `Ok(n)` the n-th compare
 /// (1-based) failed and nothing after it ran, `Err` nothing ran.
 pub type Result<T = i32> = core::result::Result<T, Errno>;
 
-/// Runs a vector (`cpu_opv`): validates it, checks that every address can
-/// be accessed (EFAULT, or EAGAIN where the operation expects a fault),
-/// then runs it on `target` with the cpu-op guarantee.
+/// Runs a vector (`cpu_opv`): validates it, checks the addresses a fault
+/// could leave half done (EFAULT, or EAGAIN where the operation expects a
+/// fault), then runs it on `target` with the cpu-op guarantee, every
+/// access through the kernel ([`checked`]): a bad or concurrently
+/// unmapped address is an error, never a signal.
 ///
 /// `flags`: 0, or [`CPU_OP_VEC_FLAG_MM_CID`] for an mm_cid target.
 ///
@@ -118,52 +128,12 @@ pub unsafe fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
     if ops.is_empty() {
         return Ok(0);
     }
-    for op in ops {
-        let (ranges, n) = vector::ranges(op);
-        for range in ranges.iter().take(n).flatten() {
-            access::check(range)?;
-        }
+    checked::kernel_copy_available()?;
+    checked::probe_plan(ops, access::check)?;
+    match with_cpu(target, mode, || checked::execute(ops))? {
+        Ok(n) => Ok(n),
+        Err(checked::Stop::Fault(i)) => Err(checked::fault_errno(&ops[i])),
     }
-    // SAFETY: every operation is valid and every address accessible.
-    with_cpu(target, mode, || unsafe { execute(ops) })
-}
-
-/// Runs validated operations whose addresses are accessible.
-///
-/// # Safety
-/// Every range of every operation must be accessible as it says.
-unsafe fn execute(ops: &[CpuOp]) -> usize {
-    for (i, op) in ops.iter().enumerate() {
-        let len = op.len as usize;
-        let p = op.addr0();
-        // SAFETY: the caller vouches for the ranges; the helpers below
-        // touch exactly them.
-        let proceed = unsafe {
-            match OpType::from_raw(op.op) {
-                Some(OpType::CompareEq) => bytes_equal(op.addr0(), op.addr1(), len),
-                Some(OpType::CompareNe) => !bytes_equal(op.addr0(), op.addr1(), len),
-                Some(OpType::Memcpy) => {
-                    copy(op.addr0(), op.addr1(), len);
-                    true
-                }
-                Some(OpType::Add) => rmw(p, len, |x| x.wrapping_add(op.count() as u64)),
-                Some(OpType::Or) => rmw(p, len, |x| x | op.mask()),
-                Some(OpType::And) => rmw(p, len, |x| x & op.mask()),
-                Some(OpType::Xor) => rmw(p, len, |x| x ^ op.mask()),
-                Some(OpType::Lshift) => rmw(p, len, |x| x << op.bits()),
-                Some(OpType::Rshift) => rmw(p, len, |x| x >> op.bits()),
-                Some(OpType::Mb) => {
-                    atomic_fence(Ordering::SeqCst);
-                    true
-                }
-                None => unreachable!("validated vector"),
-            }
-        };
-        if !proceed {
-            return i + 1;
-        }
-    }
-    0
 }
 
 /// Compares `len` bytes.
@@ -283,6 +253,44 @@ pub unsafe fn addv(v: *mut isize, count: i64, target: i32, mode: PercpuMode) -> 
         v.write_volatile(v.read_volatile().wrapping_add(count as isize));
         0
     })
+}
+
+/// `cpu_op_addv` from C: first one rseq critical section (which checks
+/// the target's ownership word like every section of this library), then,
+/// if it aborted, [`addv`] (the masked cpu-op).
+///
+/// A committed section on `target` is indistinguishable from the vector:
+/// it ran on `target` (or held mm_cid `target`) without preemption,
+/// signal or migration, so it is atomic with respect to every other
+/// section there (the kernel's guarantee), and it read the ownership word
+/// free, so it is atomic with respect to every cpu-op (the argument of
+/// this module). It holds no word, so nothing can interrupt a hold: the
+/// caller's-CPU case pays neither the signal masking nor the word. It is
+/// counted as a vector with an own-CPU fence. Any other case (another
+/// CPU, an unregistered thread, a preemption, a held word) aborts the
+/// section and takes the cpu-op path, which validates the target.
+///
+/// # Safety
+/// `v` valid.
+pub unsafe fn addv_own_cpu_first(
+    v: *mut isize,
+    count: i64,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    // SAFETY: per the contract; the section touches only `*v`.
+    let fast = unsafe {
+        crate::ops::load_add_store(crate::ops::Mo::Relaxed, mode, v, count as isize, target)
+    };
+    if fast.is_ok() {
+        if let Some(slot) = crate::owner::slot(target) {
+            slot.count(crate::owner::COUNT_VECTORS);
+            slot.count(crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize);
+        }
+        return Ok(0);
+    }
+    // SAFETY: per the contract.
+    unsafe { addv(v, count, target, mode) }
 }
 
 /// `cpu_op_cmpeqv_storev`: if `*v == expect`, `*v = newv`. 0 / 1.

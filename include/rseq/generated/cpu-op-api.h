@@ -55,8 +55,10 @@ int cpu_op_get_counters(struct cpu_op_counters *counters, size_t size);
 // counts it and fires the `rseq:fallback` probe.
 void percpu_op_note_fallback(int cpu);
 
-// 1: the `percpu_*` operations always complete (through rseq, or through
-// a cpu-op when rseq cannot).
+// 1 when the `percpu_*` operations always complete for every valid CPU
+// (through rseq, or through a cpu-op when rseq cannot): exactly when
+// cpu-ops can fence every CPU ([`cpu_op_available`]). 0 when the
+// fallback can fail with EINVAL for a CPU the caller cannot migrate onto.
 int percpu_op_available(void);
 
 // The CPU to pass to a `percpu_*` operation: `rseq_current_cpu()`.

@@ -26,9 +26,9 @@
  *
  * Built with RSEQ_NO_INLINE the operations run inside the library, whose
  * sections have no injection points: the test then checks that no hook
- * ran and that the totals are still exact. The asm hooks are x86_64
- * code (they address thread-local counters through %fs); elsewhere only
- * the C hooks are checked.
+ * ran and that the totals are still exact. The asm hooks are x86_64 and
+ * i386 code (they address thread-local counters through %fs / %gs);
+ * elsewhere only the C hooks are checked.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,15 +83,41 @@ static __thread unsigned int trap_at __asm__("inject_trap_at") __attribute__((us
 	"333:\n\t"
 #define RSEQ_INJECT_INPUT	, [inject_delay] "m" (delay_loops)
 #define RSEQ_INJECT_CLOBBER	, "r11"
+#define TRAP_IP_REG REG_RIP
+#elif defined(__i386__)
+#define ASM_HOOKS 1
+/* The same on i386, %gs-relative; the delay loop runs in %eax, the
+ * template's scratch register at every injection point (i386 has no
+ * register to spare for it), which the sections already clobber. */
+#define HITS(n) static __thread unsigned long hits_##n __asm__("inject_hits_" #n) __attribute__((used))
+HITS(1); HITS(2); HITS(3); HITS(4); HITS(5); HITS(6);
+static __thread unsigned int trap_at __asm__("inject_trap_at") __attribute__((used));
 
-#ifndef RSEQ_NO_INLINE
-/* The x86_64 abort handlers of the inline sections, which the kernel
+#define RSEQ_INJECT_ASM(n)						\
+	"incl %%gs:inject_hits_" #n "@ntpoff\n\t"			\
+	"movl %[inject_delay], %%eax\n\t"				\
+	"testl %%eax, %%eax\n\t"					\
+	"jz 333f\n\t"							\
+	"222:\n\t"							\
+	"decl %%eax\n\t"						\
+	"jnz 222b\n\t"							\
+	"333:\n\t"							\
+	"cmpl $" #n ", %%gs:inject_trap_at@ntpoff\n\t"			\
+	"jne 333f\n\t"							\
+	"int3\n\t"							\
+	"333:\n\t"
+#define RSEQ_INJECT_INPUT	, [inject_delay] "m" (delay_loops)
+#define RSEQ_INJECT_CLOBBER	, "eax"
+#define TRAP_IP_REG REG_EIP
+#endif
+
+#if defined(ASM_HOOKS) && !defined(RSEQ_NO_INLINE)
+/* The x86 abort handlers of the inline sections, which the kernel
  * moves an aborted section's IP to, live in this section (the linker
  * defines its bounds). */
 #define CHECK_TRAP_IP 1
 extern const char __start___rseq_failure[] __attribute__((visibility("hidden")));
 extern const char __stop___rseq_failure[] __attribute__((visibility("hidden")));
-#endif
 #endif
 
 #define RSEQ_INJECT_C(n)						\
@@ -154,7 +180,7 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
 #endif
 #ifdef CHECK_TRAP_IP
 	{
-		const char *ip = (const char *)((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+		const char *ip = (const char *)((ucontext_t *)ctx)->uc_mcontext.gregs[TRAP_IP_REG];
 
 		if (ip >= __start___rseq_failure && ip < __stop___rseq_failure)
 			traps_fixed++;
@@ -387,7 +413,7 @@ static void run(enum rseq_percpu_mode m)
 		skip(5, "RSEQ_NO_INLINE: the library's sections have no injection points");
 	}
 #else
-	skip(6, "the test's asm hooks are x86_64 code");
+	skip(6, "the test's asm hooks are x86 code");
 #endif
 }
 

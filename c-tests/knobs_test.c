@@ -9,7 +9,7 @@
  *   RSEQ_COMPARE_TWICE     the sections re-check before committing and
  *                          still commit exactly (threads, migrations); a
  *                          value changed inside the section after its
- *                          compare (by injected code, x86_64) makes the
+ *                          compare (by injected code, x86) makes the
  *                          re-check call rseq_bug(): the child aborts
  *                          with librseq's message
  *   <rseq/compiler.h>      RSEQ_BITS_PER_LONG (in #if too),
@@ -46,6 +46,17 @@ static intptr_t sabotage_target __asm__("knobs_sabotage_target") __attribute__((
 	"cmpl $" #n ", knobs_sabotage(%%rip)\n\t"			\
 	"jne 333f\n\t"							\
 	"incq knobs_sabotage_target(%%rip)\n\t"			\
+	"333:\n\t"
+#elif defined(__i386__)
+/* The same on i386, with thread-local variables: %gs-relative (the
+ * forked child that sabotages is single-threaded). */
+#define SABOTAGE 1
+static __thread volatile int sabotage __asm__("knobs_sabotage") __attribute__((used));
+static __thread intptr_t sabotage_target __asm__("knobs_sabotage_target") __attribute__((used));
+#define RSEQ_INJECT_ASM(n)						\
+	"cmpl $" #n ", %%gs:knobs_sabotage@ntpoff\n\t"		\
+	"jne 333f\n\t"							\
+	"incl %%gs:knobs_sabotage_target@ntpoff\n\t"		\
 	"333:\n\t"
 #endif
 
@@ -291,7 +302,7 @@ int main(void)
 		   status, msg);
 	}
 #else
-	skip(1, "value re-check sabotage: needs inline sections on x86_64");
+	skip(1, "value re-check sabotage: needs inline sections on x86");
 #endif
 	free(tid);
 	free(counts);

@@ -53,19 +53,48 @@ fn rust_sections(text: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The architecture blocks of the generated C header: (guard, text from
+/// the guard line to the next block or to the end of the last one).
+fn c_arch_blocks(text: &str) -> Vec<(&str, &str)> {
+    const MARK: &str = "\n#define RSEQ_ARCH_HAS_SEQUENCES 1\n";
+    let mut starts = Vec::new();
+    let mut from = 0;
+    while let Some(p) = text[from..].find(MARK) {
+        let mark = from + p;
+        let line = text[..mark].rfind('\n').map_or(0, |n| n + 1);
+        let guard = text[line..mark]
+            .strip_prefix("#if ")
+            .or_else(|| text[line..mark].strip_prefix("#elif "))
+            .expect("an arch guard line");
+        starts.push((line, guard));
+        from = mark + MARK.len();
+    }
+    // The last block ends with its `#endif`, before the public API.
+    let last_end = text
+        .find("\n#if defined(RSEQ_ARCH_HAS_SEQUENCES) && !defined(RSEQ_NO_INLINE)")
+        .expect("end of the arch blocks");
+    let mut out = Vec::new();
+    for (i, &(start, guard)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(last_end, |&(s, _)| s);
+        out.push((guard, &text[start..end]));
+    }
+    out
+}
+
+/// The C block of one architecture.
+fn c_arch_block<'a>(text: &'a str, guard: &str) -> &'a str {
+    c_arch_blocks(text)
+        .into_iter()
+        .find(|(g, _)| *g == guard)
+        .map(|(_, b)| b)
+        .expect("arch block")
+}
+
 /// C: `rseq_arch_NAME(` ... the string lines of `asm goto (`.
 fn c_sections(text: &str, guard: &str) -> BTreeMap<String, Vec<String>> {
-    let start = text
-        .find(&format!("#if {guard}"))
-        .or_else(|| text.find(&format!("#elif {guard}")))
-        .expect("arch block");
-    let block = &text[start..];
-    let end = block[1..]
-        .find("\n#elif")
-        .or_else(|| block[1..].find("\n#endif"))
-        .unwrap();
+    let block = c_arch_block(text, guard);
     let mut out = BTreeMap::new();
-    let mut lines = block[..end].lines();
+    let mut lines = block.lines();
     while let Some(l) = lines.next() {
         let Some(rest) = l.strip_prefix("rseq_arch_") else {
             continue;
@@ -167,15 +196,11 @@ fn c_and_rust_sections_are_the_same_code() {
     }
 }
 
-/// The C text of each section of this architecture, from its name to the
-/// end of the function.
-fn c_functions(text: &str, guard: &str) -> BTreeMap<String, String> {
-    let start = text
-        .find(&format!("#if {guard}"))
-        .or_else(|| text.find(&format!("#elif {guard}")))
-        .expect("arch block");
+/// The C text of each section of one architecture block, from its name
+/// to the end of the function.
+fn c_functions(block: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for chunk in text[start..].split("\nrseq_arch_").skip(1) {
+    for chunk in block.split("\nrseq_arch_").skip(1) {
         let name = chunk.split('(').next().unwrap().to_string();
         let end = chunk.find("\n}").expect("function end");
         out.insert(name, chunk[..end].to_string());
@@ -185,62 +210,75 @@ fn c_functions(text: &str, guard: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn c_sections_have_librseq_injection_points_and_twice_checks() {
-    let Some(guard) = c_arch_guard() else {
-        return;
+    // Text checks: every architecture's block, whatever the host.
+    let blocks = c_arch_blocks(rseq::generated::SEQUENCES_H);
+    assert!(blocks.len() >= 4, "{} arch blocks", blocks.len());
+    for (guard, block) in blocks {
+        let c = c_functions(block);
+        assert!(c.len() >= 18, "{guard}: {} C sections", c.len());
+        for (name, text) in &c {
+            check_c_section(&format!("{guard}: {name}"), name, text);
+        }
+    }
+}
+
+/// One C section: librseq's injection points, hooks and COMPARE_TWICE
+/// re-checks (`family` is the section's name, `label` names it in
+/// messages).
+fn check_c_section(label: &str, family: &str, text: &str) {
+    // Points 1-3 in every section, in order, and the last one right
+    // after the commit label.
+    let mut at = 0;
+    for n in 1..=3 {
+        let p = text[at..]
+            .find(&format!("RSEQ_INJECT_ASM({n})"))
+            .unwrap_or_else(|| panic!("{label}: no injection point {n}"));
+        at += p;
+    }
+    let last = if family.starts_with("load_add") {
+        4
+    } else if family.starts_with("load_cbne_store_relaxed") || family.starts_with("load_cbeq") {
+        5
+    } else {
+        6
     };
-    let c = c_functions(rseq::generated::SEQUENCES_H, guard);
-    assert!(c.len() >= 18, "{} C sections", c.len());
-    for (name, text) in &c {
-        // Points 1-3 in every section, in order, and the last one right
-        // after the commit label.
-        let mut at = 0;
-        for n in 1..=3 {
-            let p = text[at..]
-                .find(&format!("RSEQ_INJECT_ASM({n})"))
-                .unwrap_or_else(|| panic!("{name}: no injection point {n}"));
-            at += p;
-        }
-        let last = if name.starts_with("load_add") {
-            4
-        } else if name.starts_with("load_cbne_store_relaxed") || name.starts_with("load_cbeq") {
-            5
-        } else {
-            6
-        };
-        let commit = text.find("\"5:\\n\"").expect("commit label");
-        let after = &text[commit..];
+    let commit = text
+        .find("\"5:\\n\"")
+        .unwrap_or_else(|| panic!("{label}: no commit label"));
+    let after = &text[commit..];
+    assert!(
+        after
+            .trim_start_matches("\"5:\\n\"")
+            .trim_start()
+            .starts_with(&format!("RSEQ_INJECT_ASM({last})")),
+        "{label}: point {last} is not right after the commit"
+    );
+    assert!(
+        !text.contains(&format!("RSEQ_INJECT_ASM({})", last + 1)),
+        "{label}: points past {last}"
+    );
+    for hook in [
+        "RSEQ_INJECT_C(9)",
+        "RSEQ_INJECT_INPUT",
+        "RSEQ_INJECT_CLOBBER",
+        "RSEQ_INJECT_FAILED",
+    ] {
+        assert!(text.contains(hook), "{label}: no {hook}");
+    }
+    // The second CPU compare before the commit, reporting through
+    // rseq_bug().
+    let twice = text
+        .find("#ifdef RSEQ_COMPARE_TWICE")
+        .unwrap_or_else(|| panic!("{label}: no twice block"));
+    assert!(twice < commit, "{label}: no re-check before the commit");
+    assert!(
+        text.contains("%l[error1]") && text.contains("rseq_bug(\"cpu_id comparison failed\")"),
+        "{label}"
+    );
+    if family.contains("cbne") || family.contains("cbeq") {
         assert!(
-            after
-                .trim_start_matches("\"5:\\n\"")
-                .trim_start()
-                .starts_with(&format!("RSEQ_INJECT_ASM({last})")),
-            "{name}: point {last} is not right after the commit"
+            text.contains("%l[error2]"),
+            "{label}: no second value compare"
         );
-        assert!(
-            !text.contains(&format!("RSEQ_INJECT_ASM({})", last + 1)),
-            "{name}: points past {last}"
-        );
-        for hook in [
-            "RSEQ_INJECT_C(9)",
-            "RSEQ_INJECT_INPUT",
-            "RSEQ_INJECT_CLOBBER",
-            "RSEQ_INJECT_FAILED",
-        ] {
-            assert!(text.contains(hook), "{name}: no {hook}");
-        }
-        // The second CPU compare before the commit, reporting through
-        // rseq_bug().
-        let twice = text.find("#ifdef RSEQ_COMPARE_TWICE").expect("twice block");
-        assert!(twice < commit, "{name}: no re-check before the commit");
-        assert!(
-            text.contains("%l[error1]") && text.contains("rseq_bug(\"cpu_id comparison failed\")"),
-            "{name}"
-        );
-        if name.contains("cbne") || name.contains("cbeq") {
-            assert!(
-                text.contains("%l[error2]"),
-                "{name}: no second value compare"
-            );
-        }
     }
 }

@@ -3308,7 +3308,7 @@ error2:
 #define RSEQ_ARCH_HAS_SEQUENCES 1
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
-#error "RSEQ_GET_ABI_OVERRIDE: asm/i386.rseq gives no c_area_abi"
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi() - (uintptr_t)rseq_thread_pointer())
 #else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_offset)
 #endif
@@ -3331,24 +3331,45 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3363,6 +3384,10 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -3370,6 +3395,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3390,12 +3421,22 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3404,12 +3445,23 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3424,6 +3476,10 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -3431,6 +3487,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3451,26 +3513,46 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[eq], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	je %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	je %l[error2]\n"
+#endif
 		"	movl %%eax, (%[load])\n"
 		"	addl 12(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3486,6 +3568,10 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 eq:
@@ -3493,6 +3579,12 @@ eq:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3513,12 +3605,22 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[eq], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3527,14 +3629,24 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	je %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	je %l[error2]\n"
+#endif
 		"	movl %%eax, (%[load])\n"
 		"	addl 12(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3550,6 +3662,10 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 eq:
@@ -3557,6 +3673,12 @@ eq:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3574,21 +3696,35 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.long 3b, 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movl 8(%[block]), %%eax\n"
 		"	addl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3603,11 +3739,18 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3625,12 +3768,19 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.long 3b, 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3639,9 +3789,16 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movl 8(%[block]), %%eax\n"
 		"	addl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3656,11 +3813,18 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3678,23 +3842,37 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.long 3b, 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movl (%[ptr]), %%eax\n"
 		"	addl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	addl %[inc], (%%eax)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3710,11 +3888,18 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3732,12 +3917,19 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.long 3b, 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3746,11 +3938,18 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+#endif
 		"	movl (%[ptr]), %%eax\n"
 		"	addl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	addl %[inc], (%%eax)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3766,11 +3965,18 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3791,26 +3997,48 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3826,6 +4054,10 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -3833,6 +4065,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3853,12 +4091,22 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3867,14 +4115,26 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3890,6 +4150,10 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -3897,6 +4161,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3917,26 +4187,48 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -3952,6 +4244,10 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -3959,6 +4255,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -3979,12 +4281,22 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -3993,14 +4305,26 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 12(%[block]), %%eax\n"
 		"	movl %%eax, (%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4016,6 +4340,10 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4023,6 +4351,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4043,27 +4377,55 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error3], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	movl (%[v2]), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+		"	movl (%[v2]), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error3]\n"
+#endif
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4079,6 +4441,11 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
 	);
 	return 0;
 ne:
@@ -4086,6 +4453,14 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4106,12 +4481,25 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error3], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -4120,15 +4508,30 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl (%[v]), %%eax\n"
 		"	cmpl 8(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	movl (%[v2]), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl (%[v]), %%eax\n"
+		"	cmpl 8(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+		"	movl (%[v2]), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error3]\n"
+#endif
 		"	movl 16(%[block]), %%eax\n"
 		"	movl %%eax, (%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4144,6 +4547,11 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		: "memory", "cc", "eax"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
 	);
 	return 0;
 ne:
@@ -4151,6 +4559,14 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4171,22 +4587,43 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 16(%[block]), %%ecx\n"
 		"7:\n"
 		"	cmpl $4, %%ecx\n"
@@ -4207,10 +4644,12 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	movb %%al, (%%edx,%%ecx)\n"
 		"	jmp 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 8(%[block]), %%ecx\n"
 		"	movl 28(%[block]), %%eax\n"
 		"	movl %%eax, (%%ecx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4224,6 +4663,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		: "memory", "cc", "eax", "ecx", "edx"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4231,6 +4674,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4251,12 +4700,22 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -4265,10 +4724,21 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 16(%[block]), %%ecx\n"
 		"7:\n"
 		"	cmpl $4, %%ecx\n"
@@ -4289,10 +4759,12 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	movb %%al, (%%edx,%%ecx)\n"
 		"	jmp 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 8(%[block]), %%ecx\n"
 		"	movl 28(%[block]), %%eax\n"
 		"	movl %%eax, (%%ecx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4306,6 +4778,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		: "memory", "cc", "eax", "ecx", "edx"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4313,6 +4789,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4333,22 +4815,43 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:4(%[area])\n"
 		"	jnz 6f\n"
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:4(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 16(%[block]), %%ecx\n"
 		"7:\n"
 		"	cmpl $4, %%ecx\n"
@@ -4369,10 +4872,12 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	movb %%al, (%%edx,%%ecx)\n"
 		"	jmp 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 8(%[block]), %%ecx\n"
 		"	movl 28(%[block]), %%eax\n"
 		"	movl %%eax, (%%ecx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4386,6 +4891,10 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		: "memory", "cc", "eax", "ecx", "edx"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4393,6 +4902,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4413,12 +4928,22 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.long 4f, 0x0, %l[ne], 0x0\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error1], 0x0\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.long 4f, 0x0, %l[error2], 0x0\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	call 1f\n"
 		"1:\n"
 		"	popl %%eax\n"
 		"	addl $(3b - 1b), %%eax\n"
 		"	movl %%eax, %%gs:8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	movl 0(%[block]), %%eax\n"
 		"	cmpl %%eax, %%gs:24(%[area])\n"
 		"	jnz 6f\n"
@@ -4427,10 +4952,21 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	movl 4(%[block]), %%eax\n"
 		"	cmpl $0, (%%eax)\n"
 		"	jnz 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	movl 8(%[block]), %%eax\n"
 		"	movl (%%eax), %%eax\n"
 		"	cmpl 12(%[block]), %%eax\n"
 		"	jnz %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	movl 0(%[block]), %%eax\n"
+		"	cmpl %%eax, %%gs:24(%[area])\n"
+		"	jnz %l[error1]\n"
+		"	movl 8(%[block]), %%eax\n"
+		"	movl (%%eax), %%eax\n"
+		"	cmpl 12(%[block]), %%eax\n"
+		"	jnz %l[error2]\n"
+#endif
 		"	movl 16(%[block]), %%ecx\n"
 		"7:\n"
 		"	cmpl $4, %%ecx\n"
@@ -4451,10 +4987,12 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	movb %%al, (%%edx,%%ecx)\n"
 		"	jmp 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	movl 8(%[block]), %%ecx\n"
 		"	movl 28(%[block]), %%eax\n"
 		"	movl %%eax, (%%ecx)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
 		"	.byte 0x0f, 0xb9, 0x3d\n"
 		"	.long 0x53053053\n"
@@ -4468,6 +5006,10 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		: "memory", "cc", "eax", "ecx", "edx"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4475,12 +5017,18 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 #elif defined(__riscv) && __riscv_xlen == 64
 #define RSEQ_ARCH_HAS_SEQUENCES 1
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
-#error "RSEQ_GET_ABI_OVERRIDE: asm/riscv64.rseq gives no c_area_abi"
+#define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi())
 #else
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_thread_pointer() + (uintptr_t)rseq_offset)
 #endif
@@ -4502,19 +5050,39 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4532,6 +5100,10 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4539,6 +5111,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4558,9 +5136,19 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -4569,10 +5157,20 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4590,6 +5188,10 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4597,6 +5199,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4616,22 +5224,41 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	beq t6, %[expectnot], %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	beq t6, %[expectnot], %l[error2]\n"
+#endif
 		"	sd t6, 0(%[load])\n"
 		"	add t6, t6, %[voffp]\n"
 		"	ld t6, 0(t6)\n"
 		"	sd t6, 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4650,6 +5277,10 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 eq:
@@ -4657,6 +5288,12 @@ eq:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4676,9 +5313,19 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[eq]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -4687,13 +5334,22 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	beq t6, %[expectnot], %l[eq]\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	beq t6, %[expectnot], %l[error2]\n"
+#endif
 		"	sd t6, 0(%[load])\n"
 		"	add t6, t6, %[voffp]\n"
 		"	ld t6, 0(t6)\n"
 		"	sd t6, 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(5)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4712,6 +5368,10 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: eq, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 eq:
@@ -4719,6 +5379,12 @@ eq:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4735,19 +5401,33 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+#endif
 		"	ld t6, 0(%[v])\n"
 		"	add t6, t6, %[count]\n"
 		"	sd t6, 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4764,11 +5444,18 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4785,9 +5472,16 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -4796,10 +5490,17 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+#endif
 		"	ld t6, 0(%[v])\n"
 		"	add t6, t6, %[count]\n"
 		"	sd t6, 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4816,11 +5517,18 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4837,15 +5545,28 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+#endif
 		"	ld t6, 0(%[ptr])\n"
 		"	add t6, t6, %[off]\n"
 		"	ld t5, 0(t6)\n"
@@ -4853,6 +5574,7 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		"	add t6, t6, %[inc]\n"
 		"	sd t6, 0(t5)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4870,11 +5592,18 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		: "memory", "cc", "t6", "t5"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4891,9 +5620,16 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	.pushsection __rseq_cs_ptr_array, \"aw\"\n"
 		"	.quad 3b\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -4902,6 +5638,12 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+#endif
 		"	ld t6, 0(%[ptr])\n"
 		"	add t6, t6, %[off]\n"
 		"	ld t5, 0(t6)\n"
@@ -4909,6 +5651,7 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	add t6, t6, %[inc]\n"
 		"	sd t6, 0(t5)\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(4)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4926,11 +5669,18 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		: "memory", "cc", "t6", "t5"
 		  RSEQ_INJECT_CLOBBER
 		: abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+#endif
 	);
 	return 0;
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -4950,20 +5700,41 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv2], 0(%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -4983,6 +5754,10 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -4990,6 +5765,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5009,9 +5790,19 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -5020,11 +5811,22 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv2], 0(%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5044,6 +5846,10 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5051,6 +5857,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5070,21 +5882,42 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv2], 0(%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	fence rw, w\n"
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5104,6 +5937,10 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5111,6 +5948,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5130,9 +5973,19 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -5141,12 +5994,23 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	sd %[newv2], 0(%[v2])\n"
+		RSEQ_INJECT_ASM(5)
 		"	fence rw, w\n"
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5166,6 +6030,10 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5173,6 +6041,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5192,21 +6066,47 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	ld t6, 0(%[v2])\n"
 		"	bne t6, %[expect2], %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+		"	ld t6, 0(%[v2])\n"
+		"	bne t6, %[expect2], %l[error3]\n"
+#endif
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5226,6 +6126,11 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
 	);
 	return 0;
 ne:
@@ -5233,6 +6138,14 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5252,9 +6165,22 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error3]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -5263,12 +6189,25 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
 		"	ld t6, 0(%[v2])\n"
 		"	bne t6, %[expect2], %l[ne]\n"
+		RSEQ_INJECT_ASM(5)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+		"	ld t6, 0(%[v2])\n"
+		"	bne t6, %[expect2], %l[error3]\n"
+#endif
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5288,6 +6227,11 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		: "memory", "cc", "t6"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+		  , error3
+#endif
 	);
 	return 0;
 ne:
@@ -5295,6 +6239,14 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+error3:
+	rseq_bug("2nd expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5314,17 +6266,36 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	mv t5, %[len]\n"
 		"7:\n"
 		"	sltiu t6, t5, 8\n"
@@ -5344,8 +6315,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	sb t6, 0(t4)\n"
 		"	j 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5366,6 +6339,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		: "memory", "cc", "t6", "t5", "t4"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5373,6 +6350,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5392,9 +6375,19 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -5403,8 +6396,17 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	mv t5, %[len]\n"
 		"7:\n"
 		"	sltiu t6, t5, 8\n"
@@ -5424,8 +6426,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	sb t6, 0(t4)\n"
 		"	j 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5446,6 +6450,10 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		: "memory", "cc", "t6", "t5", "t4"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5453,6 +6461,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5472,17 +6486,36 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 4(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 4(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	mv t5, %[len]\n"
 		"7:\n"
 		"	sltiu t6, t5, 8\n"
@@ -5502,9 +6535,11 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	sb t6, 0(t4)\n"
 		"	j 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	fence rw, w\n"
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5525,6 +6560,10 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		: "memory", "cc", "t6", "t5", "t4"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5532,6 +6571,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 
 static inline __attribute__((always_inline)) int
@@ -5551,9 +6596,19 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
 		"	.quad 4f, %l[ne]\n"
 		"	.popsection\n"
+#ifdef RSEQ_COMPARE_TWICE
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error1]\n"
+		"	.popsection\n"
+		"	.pushsection __rseq_exit_point_array, \"aw\"\n"
+		"	.quad 4f, %l[error2]\n"
+		"	.popsection\n"
+#endif
+		RSEQ_INJECT_ASM(1)
 		"	lla t6, 3b\n"
 		"	sd t6, 8(%[area])\n"
 		"4:\n"
+		RSEQ_INJECT_ASM(2)
 		"	lw t6, 24(%[area])\n"
 		"	subw t6, t6, %[cpu]\n"
 		"	bnez t6, 6f\n"
@@ -5562,8 +6617,17 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	lw t6, 0(%[owner])\n"
 		"	fence r, rw\n"
 		"	bnez t6, 6f\n"
+		RSEQ_INJECT_ASM(3)
 		"	ld t6, 0(%[v])\n"
 		"	bne t6, %[expect], %l[ne]\n"
+		RSEQ_INJECT_ASM(4)
+#ifdef RSEQ_COMPARE_TWICE
+		"	lw t6, 24(%[area])\n"
+		"	subw t6, t6, %[cpu]\n"
+		"	bnez t6, %l[error1]\n"
+		"	ld t6, 0(%[v])\n"
+		"	bne t6, %[expect], %l[error2]\n"
+#endif
 		"	mv t5, %[len]\n"
 		"7:\n"
 		"	sltiu t6, t5, 8\n"
@@ -5583,9 +6647,11 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	sb t6, 0(t4)\n"
 		"	j 8b\n"
 		"9:\n"
+		RSEQ_INJECT_ASM(5)
 		"	fence rw, w\n"
 		"	sd %[newv], 0(%[v])\n"
 		"5:\n"
+		RSEQ_INJECT_ASM(6)
 		"	j 222f\n"
 		"	.balign 4\n"
 		"	.4byte 0xf1401073\n"
@@ -5606,6 +6672,10 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		: "memory", "cc", "t6", "t5", "t4"
 		  RSEQ_INJECT_CLOBBER
 		: ne, abort
+#ifdef RSEQ_COMPARE_TWICE
+		  , error1
+		  , error2
+#endif
 	);
 	return 0;
 ne:
@@ -5613,6 +6683,12 @@ ne:
 abort:
 	RSEQ_INJECT_FAILED
 	return -1;
+#ifdef RSEQ_COMPARE_TWICE
+error1:
+	rseq_bug("cpu_id comparison failed");
+error2:
+	rseq_bug("expected value comparison failed");
+#endif
 }
 #endif
 

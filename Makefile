@@ -48,9 +48,13 @@ STAGE := $(CURDIR)/build-out/stage
 # STATIC_LD: the host's GNU ld, in i386 mode for an i686 TARGET.
 STATIC := build-out/static
 EXPORTED := c-tests/exported-symbols.txt
-OBJCOPY ?= objcopy
-STATIC_LD ?= $(LD)$(if $(filter i686-% i586-%,$(TARGET)), -m elf_i386)
-STATIC_AR ?= $(shell command -v gcc-ar || echo ar)
+# CROSS: the GNU binutils prefix of a TARGET other than the host's and
+# i686 (aarch64-unknown-linux-gnu: aarch64-linux-gnu-).
+CROSS := $(if $(filter-out i686-% i586-%,$(TARGET)),$(shell echo $(TARGET) | \
+	sed -e 's/-unknown-/-/' -e 's/^riscv64gc-/riscv64-/' -e 's/^armv7-/arm-/')-)
+OBJCOPY ?= $(CROSS)objcopy
+STATIC_LD ?= $(CROSS)$(LD)$(if $(filter i686-% i586-%,$(TARGET)), -m elf_i386)
+STATIC_AR ?= $(shell command -v $(CROSS)gcc-ar || echo $(CROSS)ar)
 MAN_PAGES := $(wildcard man/*.3)
 # Every name of a page's NAME line (but its own) becomes a symlink to it.
 man_names = sed -n '/^\.SH NAME/{n;s/ \\- .*//;s/,//g;p;q}' $(1)

@@ -14,6 +14,9 @@
  * Also checks what the kernel's feature size implies (Linux 6.1: no
  * AT_RSEQ_FEATURE_SIZE, feature size 20, no AT_RSEQ_ALIGN: rseq_size 20
  * and no mm_cid, registration still works).
+ *
+ * mm_cid_test [ITERS]: ITERS operations per thread and workload (default
+ * 4000); the emulated VMs without LSE atomics pass fewer (c-tests/vm).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +32,7 @@
 
 #include "tap.h"
 
-#define ITERS		4000	/* per thread and workload */
+static long iters = 4000;	/* per thread and workload */
 #define YIELD_EVERY	61
 #define MIGRATE_EVERY	499
 #define PAYLOAD		48
@@ -133,7 +136,7 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 
-	for (long i = 0; i < ITERS; i++) {
+	for (long i = 0; i < iters; i++) {
 		switch (current) {
 		case W_SECTION: one_section(w); break;
 		case W_PERCPU: one_percpu(w); break;
@@ -158,8 +161,10 @@ static long mixed_payloads(void)
 	return bad;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc > 1 && atol(argv[1]) > 0)
+		iters = atol(argv[1]);
 	unsigned long feature = getauxval(27 /* AT_RSEQ_FEATURE_SIZE */);
 	unsigned long align = getauxval(28 /* AT_RSEQ_ALIGN */);
 	int registered = rseq_current_cpu_raw() >= 0;

@@ -56,9 +56,12 @@ PLAN_quick="$LIGHT registration_test hotplug_test"
 PLAN_topology="cpu_test ops_test cpu_op_test mm_cid_test hotplug_test"
 PLAN_full="$PLAN_quick cpu_op_concurrency_test cpu_op_progress_test param_test inject_test knobs_test"
 # Arguments for the tests whose default size is for a native machine.
+# VM_MM_CID_ITERS (an arch file's): mm_cid_test's operations per thread
+# and workload, where emulation makes its contended cpu-ops slow.
 test_args() {
 	case $1 in
 	param_test*) echo "-r 5" ;;
+	mm_cid_test*) echo "${VM_MM_CID_ITERS:-}" ;;
 	*) echo "" ;;
 	esac
 }
@@ -237,7 +240,7 @@ boot() {
 for arch in "$@"; do
 	conf=$here/arch/$arch.sh
 	[ -f "$conf" ] || { echo "Bail out! no $conf"; exit 1; }
-	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB=
+	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB= VM_MM_CID_ITERS=
 	# shellcheck disable=SC1090
 	. "$conf"
 	missing=""

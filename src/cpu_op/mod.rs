@@ -266,7 +266,10 @@ pub unsafe fn addv(v: *mut isize, count: i64, target: i32, mode: PercpuMode) -> 
 /// free, so it is atomic with respect to every cpu-op (the argument of
 /// this module). It holds no word, so nothing can interrupt a hold: the
 /// caller's-CPU case pays neither the signal masking nor the word. It is
-/// counted as a vector with an own-CPU fence. Any other case (another
+/// counted as a vector with an own-CPU fence, and observed as one: the
+/// `cpu_op:begin` (fence kind 1) and `cpu_op:end` probes fire after the
+/// commit (a probe cannot sit inside a section), so tracing sees every
+/// cpu-op once, whichever path ran it. Any other case (another
 /// CPU, an unregistered thread, a preemption, a held word) aborts the
 /// section and takes the cpu-op path, which validates the target.
 ///
@@ -287,6 +290,14 @@ pub unsafe fn addv_own_cpu_first(
             slot.count(crate::owner::COUNT_VECTORS);
             slot.count(crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize);
         }
+        usdt!(
+            cpu_op,
+            begin,
+            target,
+            mode as u32,
+            fence::Fence::OwnCpu as u32
+        );
+        usdt!(cpu_op, end, target);
         return Ok(0);
     }
     // SAFETY: per the contract.

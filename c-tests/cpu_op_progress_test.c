@@ -55,19 +55,28 @@
  * an aborted rseq attempt plus a cpu-op), one ptrace round trip per
  * instruction (~20 us on an idle 2-CPU VM, several times more under
  * load): 64 iterations take 1-4 s. */
-#define SS_ITERATIONS	64
+/*
+ * cpu_op_progress_test [DIVISOR]: every part's size divided by DIVISOR
+ * (default 1), for emulated machines (c-tests/vm): about 1 ms per step
+ * under TCG, and contended cpu-ops far slower than natively. The parent
+ * passes it to its re-executed seccomp children in the environment.
+ */
+static int divisor = 1;
+#define DIVISOR_ENV	"CPU_OP_PROGRESS_DIVISOR"
+#define SCALED(n)	((n) / divisor > 0 ? (n) / divisor : 1)
+#define SS_ITERATIONS	SCALED(64)
 #define SS_NODES	8
 #define SS_MAX_STEPS	50000000L
 #define SS_DEADLINE_S	120
 
-#define SECCOMP_REPS	3000
+#define SECCOMP_REPS	SCALED(3000)
 #define SECCOMP_NODES_PER_CPU 16
 
-#define AFFINITY_OPS	30000	/* cpu-ops by the restricted thread, at least */
+#define AFFINITY_OPS	SCALED(30000)	/* cpu-ops by the restricted thread, at least */
 #define AFFINITY_OVERLAP 1000	/* ... and on until this many rseq increments
 				 * ran beside them (or the deadline) */
 #define AFFINITY_DEADLINE_NS 5000000000LL
-#define AFFINITY_RSEQ	30000	/* rseq increments per pinned thread, at least */
+#define AFFINITY_RSEQ	SCALED(30000)	/* rseq increments per pinned thread, at least */
 #define MAX_ABORTS	20000000L
 
 struct word {
@@ -286,7 +295,7 @@ static void test_single_step(void)
 	ok(r.nodes_found == SS_NODES && r.bad_nodes == 0 && r.data_sum == expect_sum,
 	   "single-step: list intact: %ld nodes, data sum %ld (expected %d, %ld)",
 	   r.nodes_found, (long)r.data_sum, SS_NODES, (long)expect_sum);
-	ok(r.fallbacks == 3 * SS_ITERATIONS && r.aborts >= 3 * SS_ITERATIONS && r.vectors >= 3 * SS_ITERATIONS,
+	ok(r.fallbacks == 3ULL * SS_ITERATIONS && r.aborts >= 3ULL * SS_ITERATIONS && r.vectors >= 3ULL * SS_ITERATIONS,
 	   "single-step: every rseq attempt aborted and fell back to a cpu-op (%llu fallbacks of %d)",
 	   (unsigned long long)r.fallbacks, 3 * SS_ITERATIONS);
 }
@@ -750,8 +759,17 @@ int main(int argc, char **argv)
 {
 	long long t0 = now_ns();
 
-	if (argc >= 3 && !strcmp(argv[1], "--seccomp-child"))
+	if (argc >= 3 && !strcmp(argv[1], "--seccomp-child")) {
+		const char *d = getenv(DIVISOR_ENV);
+
+		if (d && atoi(d) > 0)
+			divisor = atoi(d);
 		return seccomp_child(argv[2]);
+	}
+	if (argc > 1 && atoi(argv[1]) > 0) {
+		divisor = atoi(argv[1]);
+		setenv(DIVISOR_ENV, argv[1], 1);
+	}
 	plan_no_plan();
 	diag("possible cpus %d, online %ld, glibc owns rseq %d", rseq_get_max_nr_cpus(),
 	     sysconf(_SC_NPROCESSORS_ONLN), rseq_available(RSEQ_AVAILABLE_QUERY_LIBC));

@@ -36,6 +36,7 @@ cache=${VM_CACHE:-$root/vm-cache}
 outroot=${VM_OUT:-$root/build-out/vm}
 boot_timeout=${VM_BOOT_TIMEOUT:-900}
 failed_total=0
+VM_PROGRESS_DIVISOR_ENV=${VM_PROGRESS_DIVISOR:-}
 
 # Plans: which test binaries a machine runs. A word is TEST (all four
 # variants: the inline build and the RSEQ_NO_INLINE one, each with glibc's
@@ -58,10 +59,14 @@ PLAN_full="$PLAN_quick cpu_op_concurrency_test cpu_op_progress_test param_test i
 # Arguments for the tests whose default size is for a native machine.
 # VM_MM_CID_ITERS (an arch file's): mm_cid_test's operations per thread
 # and workload, where emulation makes its contended cpu-ops slow.
+# VM_PROGRESS_DIVISOR: cpu_op_progress_test's sizes are divided by it
+# (a single step is a ptrace round trip, about 1 ms under TCG);
+# VM_PROGRESS_DIVISOR in the environment overrides the arch files'.
 test_args() {
 	case $1 in
 	param_test*) echo "-r 5" ;;
 	mm_cid_test*) echo "${VM_MM_CID_ITERS:-}" ;;
+	cpu_op_progress_test*) echo "${VM_PROGRESS_DIVISOR:-}" ;;
 	*) echo "" ;;
 	esac
 }
@@ -240,7 +245,7 @@ boot() {
 for arch in "$@"; do
 	conf=$here/arch/$arch.sh
 	[ -f "$conf" ] || { echo "Bail out! no $conf"; exit 1; }
-	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB= VM_MM_CID_ITERS=
+	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB= VM_MM_CID_ITERS= VM_PROGRESS_DIVISOR=${VM_PROGRESS_DIVISOR_ENV:-}
 	# shellcheck disable=SC1090
 	. "$conf"
 	missing=""

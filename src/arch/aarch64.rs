@@ -33,3 +33,31 @@ pub fn area_u32<const FIELD: usize>(rseq_offset: isize) -> u32 {
     // only, so a volatile read sees a whole value.
     unsafe { core::ptr::read_volatile(p.cast::<u32>()) }
 }
+
+/// One exclusive-monitor attempt at adding one to `counter`: LDXR, add,
+/// STXR, and no retry loop. Returns whether the store-exclusive
+/// succeeded.
+///
+/// For ARMv8.0 CPUs without LSE atomics, where an atomic add is an
+/// LDXR/STXR loop that never completes under `PTRACE_SINGLESTEP` (the
+/// debug exception clears the exclusive monitor): the caller bounds its
+/// attempts, so a single-stepped thread still makes progress.
+#[inline]
+pub fn increment_exclusive_once(counter: &core::sync::atomic::AtomicU64) -> bool {
+    let failed: u32;
+    // SAFETY: `counter` is a live, aligned 64-bit atomic; the sequence is
+    // an atomic read-modify-write of it (or no write at all if the
+    // store-exclusive fails), like one iteration of `fetch_add`.
+    unsafe {
+        core::arch::asm!(
+            "ldxr {v}, [{p}]",
+            "add {v}, {v}, #1",
+            "stxr {f:w}, {v}, [{p}]",
+            p = in(reg) counter.as_ptr(),
+            v = out(reg) _,
+            f = out(reg) failed,
+            options(nostack, preserves_flags),
+        );
+    }
+    failed == 0
+}

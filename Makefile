@@ -190,7 +190,8 @@ check-cross-rust:
 	else echo "armhf Rust tests: SKIPPED (no armhf cross tools, qemu-arm or Rust target)"; fi
 
 # The C tests on real kernels: Debian's 6.1 and 6.12 (fetched with
-# apt-get download into vm-cache/), x86_64 and aarch64, in qemu-system
+# apt-get download into vm-cache/), x86_64, aarch64 and riscv64 (Debian
+# 13's 6.12), in qemu-system
 # VMs (c-tests/vm/README.md). Skips (exit 0) when qemu-system or a cross
 # tool is missing; .ci/run installs them.
 check-vm:

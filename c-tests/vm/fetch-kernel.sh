@@ -11,9 +11,10 @@
 #
 # The system's apt configuration is left alone: apt runs with a private
 # state and cache directory under CACHE_DIR (for a foreign architecture
-# too) and a private source list, Debian bookworm and bookworm-security
-# from $VM_DEBIAN_MIRROR and $VM_DEBIAN_SECURITY_MIRROR (defaults:
-# deb.debian.org), verified with the system's Debian keyring.
+# too) and a private source list, Debian $VM_DEBIAN_SUITE (default
+# bookworm; trixie for riscv64, which bookworm does not have) and its
+# -security suite from $VM_DEBIAN_MIRROR and $VM_DEBIAN_SECURITY_MIRROR
+# (defaults: deb.debian.org), verified with the system's Debian keyring.
 set -eu
 arch=$1
 meta=$2
@@ -21,6 +22,7 @@ cache=$3
 mirror=${VM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${VM_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 keyring=${VM_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+suite=${VM_DEBIAN_SUITE:-bookworm}
 
 dir=$cache/$arch
 mkdir -p "$dir"
@@ -29,7 +31,8 @@ resolved=$dir/$meta.resolved
 
 extracted() {
 	pkg=$1
-	for k in "$dir/$pkg/boot"/vmlinuz-*; do
+	# vmlinuz (x86_64, arm64) or vmlinux (riscv64: an uncompressed Image).
+	for k in "$dir/$pkg/boot"/vmlinuz-* "$dir/$pkg/boot"/vmlinux-*; do
 		[ -f "$k" ] && { echo "$k"; return 0; }
 	done
 	return 1
@@ -43,8 +46,8 @@ apt=$dir/apt
 mkdir -p "$apt/state/lists/partial" "$apt/cache/archives/partial" "$apt/parts" "$apt/prefs"
 : >"$apt/status"
 cat >"$apt/sources.list" <<SOURCES
-deb [signed-by=$keyring] $mirror bookworm main
-deb [signed-by=$keyring] $security bookworm-security main
+deb [signed-by=$keyring] $mirror $suite main
+deb [signed-by=$keyring] $security $suite-security main
 SOURCES
 set -- -o Dir::State="$apt/state" -o Dir::State::status="$apt/status" \
 	-o Dir::Cache="$apt/cache" -o Dir::Etc::SourceList="$apt/sources.list" \

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the C tests on real Linux kernels in qemu-system virtual machines.
 #
-#   c-tests/vm/run.sh [--slow] [ARCH ...]     (default: x86_64 aarch64)
+#   c-tests/vm/run.sh [--slow] [ARCH ...]     (default: x86_64 aarch64 riscv64)
 #
 # For each architecture (c-tests/vm/arch/ARCH.sh says how to build for it
 # and boot it) this builds the library and the C tests for that
@@ -31,7 +31,7 @@ if [ "${1:-}" = --slow ]; then
 	slow=1
 	shift
 fi
-[ $# -gt 0 ] || set -- x86_64 aarch64
+[ $# -gt 0 ] || set -- x86_64 aarch64 riscv64
 cache=${VM_CACHE:-$root/vm-cache}
 outroot=${VM_OUT:-$root/build-out/vm}
 boot_timeout=${VM_BOOT_TIMEOUT:-900}
@@ -245,7 +245,9 @@ boot() {
 for arch in "$@"; do
 	conf=$here/arch/$arch.sh
 	[ -f "$conf" ] || { echo "Bail out! no $conf"; exit 1; }
-	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB= VM_MM_CID_ITERS= VM_PROGRESS_DIVISOR=${VM_PROGRESS_DIVISOR_ENV:-}
+	VM_KVM_CPU= VM_RUST_TRIPLE= VM_FAST_NOTE= VM_PLAN_EXTRA_quickA= VM_PLAN_EXTRA_quickB= VM_MM_CID_ITERS= VM_DEBIAN_SUITE=bookworm VM_PROGRESS_DIVISOR=${VM_PROGRESS_DIVISOR_ENV:-}
+	VM_KERNEL_6_1= VM_KERNEL_6_12=
+	export VM_DEBIAN_SUITE
 	# shellcheck disable=SC1090
 	. "$conf"
 	missing=""

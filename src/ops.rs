@@ -122,8 +122,10 @@ fn finish(code: i32) -> Result {
     }
 }
 
-/// The slow path of every abort: counts it, fires the `rseq:abort` probe
-/// and registers the thread if automatic registration applies.
+/// The slow path of every abort: counts it, fires the `rseq:abort` probe,
+/// registers the thread if automatic registration applies, and lets a
+/// cpu-op holding the caller's CPU finish first
+/// ([`crate::owner::wait_for_holder_of_current`]).
 ///
 /// `extern "C"` makes it a call that cannot unwind (a panic inside aborts
 /// the process), so that the fast paths calling it need no landing pad
@@ -133,6 +135,7 @@ fn finish(code: i32) -> Result {
 pub extern "C" fn on_abort() {
     crate::stats::record_abort();
     crate::registration::on_slow_path();
+    crate::owner::wait_for_holder_of_current();
 }
 
 /// Calls a generated sequence with the common operands, then the family's.

@@ -207,6 +207,110 @@ pub fn possible_slots() -> impl Iterator<Item = &'static Slot> {
     (0..crate::cpu::possible().len() as i32).filter_map(slot)
 }
 
+/// How long an aborted section's slow path spins on a held word before
+/// it sleeps (see [`wait_for_holder_of_current`]).
+const HOLDER_SPIN_NS: i64 = 50_000;
+/// The most one aborted section's slow path waits for a holder.
+const HOLDER_WAIT_NS: i64 = 2_000_000;
+/// One sleep of that wait.
+const HOLDER_SLEEP_NS: i64 = 20_000;
+
+// The conversions are no-ops on 64-bit targets only (i386: 32-bit time_t).
+#[allow(clippy::useless_conversion)]
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; clock_gettime is async-signal-safe
+    // (vDSO) and no cancellation point.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    i64::from(ts.tv_sec) * 1_000_000_000 + i64::from(ts.tv_nsec)
+}
+
+/// Whether another thread's cpu-op holds `word` now (a word owned
+/// forever, see `shut_out_mm_cid`, is no hold to wait for).
+fn held_by_other(word: &AtomicU32, holder: &AtomicUsize) -> bool {
+    let w = word.load(Ordering::Relaxed);
+    // SAFETY: pthread_self has no preconditions.
+    w != 0
+        && w != OWNED_FOREVER
+        && holder.load(Ordering::Relaxed) != unsafe { libc::pthread_self() as usize }
+}
+
+/// After an aborted critical section: while a cpu-op of another thread
+/// holds the word of the CPU the caller runs on (or of the mm_cid it
+/// holds), let the holder finish instead of retrying at once.
+///
+/// Why (issue 9, scenario 9): a holder preempted on this CPU by a thread
+/// of higher priority (SCHED_FIFO) cannot finish while that thread
+/// retries its section, and every retry aborts on the held word: the
+/// retry loop spun until the kernel's real-time throttling (950 ms of
+/// every second by default) let the holder run. So the slow path spins
+/// on a held word for up to 50 µs (a running holder releases it sooner:
+/// one vector); if it is still held then and the caller is a real-time
+/// thread (SCHED_FIFO, SCHED_RR, SCHED_DEADLINE: one
+/// `sched_getscheduler` call), it sleeps in steps of 20 µs, which lets a
+/// preempted holder on this CPU run. The wait is bounded (2 ms per
+/// abort): the caller's loop retries, and its next abort waits again.
+/// The sleep is the raw `nanosleep` system call: glibc's is a
+/// cancellation point, and this runs in slow paths that must not unwind.
+pub fn wait_for_holder_of_current() {
+    let cpu = crate::cpu::current_cpu_raw();
+    let mut words: [Option<(&AtomicU32, &AtomicUsize)>; 2] = [None, None];
+    if let Some(s) = slot(cpu) {
+        words[0] = Some(s.word(PercpuMode::CpuId));
+    }
+    if crate::cpu::mm_cid_available() {
+        if let Some(s) = slot(crate::cpu::current_mm_cid() as i32) {
+            words[1] = Some((&s.mm_cid, &s.mm_cid_holder));
+        }
+    }
+    let held = || words.iter().flatten().any(|(w, h)| held_by_other(w, h));
+    if !held() {
+        return;
+    }
+    let start = monotonic_ns();
+    let mut real_time = None;
+    loop {
+        for _ in 0..64 {
+            core::hint::spin_loop();
+        }
+        if !held() {
+            return;
+        }
+        let waited = monotonic_ns() - start;
+        if waited < HOLDER_SPIN_NS {
+            continue;
+        }
+        // Still held after the spin: only a real-time caller can keep a
+        // preempted holder off the CPU (the fair scheduler preempts a
+        // thread of normal priority that retries), so only that one
+        // sleeps; the others return and retry, as before.
+        let rt = *real_time.get_or_insert_with(|| {
+            // SAFETY: no preconditions; one system call per long wait.
+            let policy = unsafe { libc::sched_getscheduler(0) } & !libc::SCHED_RESET_ON_FORK;
+            [libc::SCHED_FIFO, libc::SCHED_RR, libc::SCHED_DEADLINE].contains(&policy)
+        });
+        if !rt || waited >= HOLDER_WAIT_NS {
+            return;
+        }
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: HOLDER_SLEEP_NS as _,
+        };
+        // SAFETY: a valid timespec; the raw system call is no
+        // cancellation point and touches no other memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_nanosleep,
+                &ts,
+                core::ptr::null_mut::<libc::timespec>(),
+            )
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

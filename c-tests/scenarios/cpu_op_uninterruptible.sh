@@ -16,6 +16,8 @@
 #   7 fork      program atfork handlers registered before the dlopen
 #   8 copies    librseq.a in the executable + librseq.so dlopen'ed
 #               (with and without -rdynamic)
+#   9 fifo      a SCHED_FIFO rseq loop on the CPU of a preempted holder
+#               (fifo_holder.c; skipped where SCHED_FIFO is refused)
 # RSEQ_ROBUST_LIB=DIR runs everything against another build (to show the
 # failures of an old one).
 . "$CTESTS/scenarios/src/lib.sh"
@@ -27,6 +29,10 @@ if build robust robust; then
 	for s in longjmp rseqloop exit nomalloc unmap sandbox; do
 		run_both "$s" "$WORK/robust" "$s"
 	done
+fi
+
+if build fifo_holder fifo_holder; then
+	run_both fifo "$WORK/fifo_holder"
 fi
 
 need cc

@@ -101,6 +101,18 @@ int32_t *rseq_impl_cpu_op_tid_ptr(void)
 	return &rseq_impl_cpu_op_tid;
 }
 
+/* The calling thread's scheduling-policy cache of the abort slow path
+ * (owner.rs, caller_is_real_time): (CLOCK_MONOTONIC ns << 1) | real-time,
+ * 0 when never asked. Static TLS, as above. */
+static __thread int64_t rseq_impl_policy_cache
+	__attribute__((tls_model("initial-exec")));
+
+__attribute__((visibility("hidden")))
+int64_t *rseq_impl_policy_cache_ptr(void)
+{
+	return &rseq_impl_policy_cache;
+}
+
 /* The anchor: what a second copy of the library loaded into the same
  * process (librseq.a linked into the executable plus librseq.so
  * dlopen'ed, say) needs to share this copy's ownership table and

@@ -238,6 +238,44 @@ fn held_by_other(word: &AtomicU32, holder: &AtomicUsize) -> bool {
         && holder.load(Ordering::Relaxed) != unsafe { libc::pthread_self() as usize }
 }
 
+/// How long a thread's answer to "am I a real-time thread" is reused.
+const POLICY_CACHE_NS: i64 = 1_000_000;
+
+extern "C" {
+    /// The calling thread's policy cache (src/area.c, static TLS: no
+    /// allocation on first use, usable from signal handlers).
+    fn rseq_impl_policy_cache_ptr() -> *mut i64;
+}
+
+/// Whether the calling thread runs under a real-time policy (SCHED_FIFO,
+/// SCHED_RR, SCHED_DEADLINE): one `sched_getscheduler` call per thread
+/// and millisecond at most.
+#[cfg(not(miri))]
+fn caller_is_real_time() -> bool {
+    let now = monotonic_ns();
+    // SAFETY: the calling thread's own static-TLS word, valid for its
+    // life; a signal handler of the thread may rewrite it with an equally
+    // valid value.
+    let cell = unsafe { rseq_impl_policy_cache_ptr() };
+    // SAFETY: as above.
+    let cached = unsafe { cell.read_volatile() };
+    if cached != 0 && now.wrapping_sub(cached >> 1) < POLICY_CACHE_NS {
+        return cached & 1 != 0;
+    }
+    // SAFETY: no preconditions.
+    let policy = unsafe { libc::sched_getscheduler(0) } & !libc::SCHED_RESET_ON_FORK;
+    let rt = [libc::SCHED_FIFO, libc::SCHED_RR, libc::SCHED_DEADLINE].contains(&policy);
+    // SAFETY: as above.
+    unsafe { cell.write_volatile((now << 1) | rt as i64) };
+    rt
+}
+
+/// Miri runs no C: no thread is real-time there.
+#[cfg(miri)]
+fn caller_is_real_time() -> bool {
+    false
+}
+
 /// After an aborted critical section: while a cpu-op of another thread
 /// holds the word of the CPU the caller runs on (or of the mm_cid it
 /// holds), let the holder finish instead of retrying at once.
@@ -246,13 +284,16 @@ fn held_by_other(word: &AtomicU32, holder: &AtomicUsize) -> bool {
 /// of higher priority (SCHED_FIFO) cannot finish while that thread
 /// retries its section, and every retry aborts on the held word: the
 /// retry loop spun until the kernel's real-time throttling (950 ms of
-/// every second by default) let the holder run. So the slow path spins
-/// on a held word for up to 50 µs (a running holder releases it sooner:
-/// one vector); if it is still held then and the caller is a real-time
-/// thread (SCHED_FIFO, SCHED_RR, SCHED_DEADLINE: one
-/// `sched_getscheduler` call), it sleeps in steps of 20 µs, which lets a
+/// every second by default) let the holder run. So a real-time caller
+/// (SCHED_FIFO, SCHED_RR, SCHED_DEADLINE; the answer cached per thread
+/// for a millisecond) that finds such a word held spins on it for up to
+/// 50 µs (a running holder releases it sooner: one vector), then sleeps
+/// in steps of 20 µs, which lets a
 /// preempted holder on this CPU run. The wait is bounded (2 ms per
 /// abort): the caller's loop retries, and its next abort waits again.
+/// A caller of normal priority returns at once and retries, as before:
+/// the fair scheduler preempts it for a holder, and waiting there would
+/// change how sections and cpu-ops interleave on a CPU.
 /// The sleep is the raw `nanosleep` system call: glibc's is a
 /// cancellation point, and this runs in slow paths that must not unwind.
 pub fn wait_for_holder_of_current() {
@@ -270,8 +311,10 @@ pub fn wait_for_holder_of_current() {
     if !held() {
         return;
     }
+    if !caller_is_real_time() {
+        return;
+    }
     let start = monotonic_ns();
-    let mut real_time = None;
     loop {
         for _ in 0..64 {
             core::hint::spin_loop();
@@ -280,34 +323,24 @@ pub fn wait_for_holder_of_current() {
             return;
         }
         let waited = monotonic_ns() - start;
-        if waited < HOLDER_SPIN_NS {
-            continue;
-        }
-        // Still held after the spin: only a real-time caller can keep a
-        // preempted holder off the CPU (the fair scheduler preempts a
-        // thread of normal priority that retries), so only that one
-        // sleeps; the others return and retry, as before.
-        let rt = *real_time.get_or_insert_with(|| {
-            // SAFETY: no preconditions; one system call per long wait.
-            let policy = unsafe { libc::sched_getscheduler(0) } & !libc::SCHED_RESET_ON_FORK;
-            [libc::SCHED_FIFO, libc::SCHED_RR, libc::SCHED_DEADLINE].contains(&policy)
-        });
-        if !rt || waited >= HOLDER_WAIT_NS {
+        if waited >= HOLDER_WAIT_NS {
             return;
         }
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: HOLDER_SLEEP_NS as _,
-        };
-        // SAFETY: a valid timespec; the raw system call is no
-        // cancellation point and touches no other memory.
-        unsafe {
-            libc::syscall(
-                libc::SYS_nanosleep,
-                &ts,
-                core::ptr::null_mut::<libc::timespec>(),
-            )
-        };
+        if waited >= HOLDER_SPIN_NS {
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: HOLDER_SLEEP_NS as _,
+            };
+            // SAFETY: a valid timespec; the raw system call is no
+            // cancellation point and touches no other memory.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_nanosleep,
+                    &ts,
+                    core::ptr::null_mut::<libc::timespec>(),
+                )
+            };
+        }
     }
 }
 

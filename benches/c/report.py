@@ -31,9 +31,16 @@ COLUMNS = ["workload", "variant", "threads", "mode", "median_ns", "min_ns", "max
 GROUPS = ["cpu_read", "call", "counter", "spinlock", "list", "buffer", "memcpy_buffer", "cpu_op_addv",
           "membarrier_rseq_cpu", "thread_create_exit", "registration"]
 
+# Groups measured against the librseq-equivalent baseline.
+LIBRSEQ_GROUPS = ["counter", "spinlock", "list", "buffer"]
+
 RUNS = [
     # (name, binary, extra args, environment)
     ("inline", "rseq_bench-inline", [], {}),
+    # The librseq-equivalent baseline (a reconstruction of librseq's x86_64
+    # inline sequences, see rseq_bench.c): only its minimal rows are kept,
+    # renamed *.librseq_equiv.
+    ("librseq-equiv", "rseq_bench-librseq", ["-w", ",".join(LIBRSEQ_GROUPS)], {}),
     ("noinline", "rseq_bench-noinline", ["-B"], {}),
     ("inline-libreg", "rseq_bench-inline", ["-w", "thread,reg"], {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}),
     ("noinline-libreg", "rseq_bench-noinline", ["-w", "thread,reg", "-B"],
@@ -91,6 +98,10 @@ class Results:
             if len(fields) < 9:
                 self.notes.append((source, "unparsed: " + line))
                 continue
+            if source == "librseq-equiv":
+                if not fields[0].endswith(".minimal_rseq"):
+                    continue
+                fields[0] = fields[0][:-len(".minimal_rseq")] + ".librseq_equiv"
             self.rows.append(Row(fields, source))
         if returncode != 0:
             self.failures.append((source, "exit status %d" % returncode))
@@ -133,7 +144,14 @@ def run_binaries(args, results):
         if not os.access(path, os.X_OK):
             sys.exit("report.py: %s not found (run make first)" % path)
         cmd = [path] + common + extra
-        if args.groups and not name.endswith("-libreg"):
+        if name == "librseq-equiv":
+            if args.no_librseq:
+                continue
+            wanted = [g for g in LIBRSEQ_GROUPS if not args.groups or g in args.groups.split(",")]
+            if not wanted:
+                continue
+            cmd = [path] + common + ["-w", ",".join(wanted)]
+        elif args.groups and not name.endswith("-libreg"):
             cmd += ["-w", args.groups]
         e = dict(env_base)
         e.update(env)
@@ -183,7 +201,7 @@ def same_run(res, row, workload, variant="baseline", threads=None, mode=None):
     threads = row.threads if threads is None else threads
     src = row.source
     # Baselines live in the inline runs; the noinline runs (-B) compare with them.
-    candidates = [src, src.replace("noinline", "inline")]
+    candidates = [src, src.replace("noinline", "inline"), "librseq-equiv"]
     for s in candidates:
         for r in res.rows:
             if (r.source == s and r.workload == workload and r.variant == variant
@@ -198,11 +216,13 @@ def compute_ratios(res):
         mode = r.mode if r.mode in ("cpu_id", "mm_cid") else "cpu_id"
         refs = []
         if g == "counter":
-            refs = [("min-rseq", same_run(res, r, "counter.minimal_rseq", mode=mode)),
+            refs = [("librseq-eq", same_run(res, r, "counter.librseq_equiv", mode=mode)),
+                    ("min-rseq", same_run(res, r, "counter.minimal_rseq", mode=mode)),
                     ("atomic", same_run(res, r, "counter.shared_atomic")),
                     ("TLS", same_run(res, r, "counter.thread_local"))]
         elif g in ("spinlock", "list", "buffer", "memcpy_buffer"):
-            refs = [("min-seq", same_run(res, r, g + ".minimal_rseq", mode=mode))]
+            refs = [("librseq-eq", same_run(res, r, g + ".librseq_equiv", mode=mode)),
+                    ("min-seq", same_run(res, r, g + ".minimal_rseq", mode=mode))]
         elif g == "cpu_op_addv":
             refs = [("membarrier", same_run(res, r, "membarrier_rseq_cpu"))]
         elif g == "cpu_read":
@@ -272,6 +292,14 @@ def targets(res):
         else:
             add(name, "%.2fx (min-based %.2fx)" % q, q[0] <= limit)
 
+    # Issue 14: the inline fast paths against librseq's inline code (the
+    # librseq-equivalent reconstruction, rseq_bench-librseq, same run).
+    for g, label in (("counter", "inline increment"), ("list", "inline list push+pop"),
+                     ("buffer", "inline buffer push+pop"), ("spinlock", "inline spinlock lock+unlock")):
+        for mode, limit in (("cpu_id", 1.05), ("mm_cid", 1.10)):
+            ratio_target("%s <= %.2fx librseq-equivalent (reconstructed, not librseq's binary; 1 thread, %s)"
+                         % (label, limit, mode),
+                         lib(g, mode=mode), res.find(g + ".librseq_equiv", "baseline", 1, mode), limit)
     inc = lib("counter")
     minimal = base("counter.minimal_rseq", mode="cpu_id")
     ratio_target("inline per-CPU increment <= 1.15x minimal hand-written rseq increment (1 thread, cpu_id)",
@@ -298,6 +326,11 @@ def targets(res):
         if floor:
             add("  floor: one call into librseq.so of a function returning a constant (the path makes two)",
                 "%s ns" % fmt_ns(floor.median), "info")
+            q = ni.median / (2 * floor.median) if floor.median > 0 else None
+            qmin = ni.min / (2 * floor.min) if floor.min > 0 else None
+            if q is not None and qmin is not None:
+                add("RSEQ_NO_INLINE increment <= 1.1x the call floor (two calls of a constant function)",
+                    "%.2fx (min-based %.2fx)" % (q, qmin), q <= 1.1)
     if nmax > 1:
         a = base("counter.shared_atomic", threads=nmax)
         b = lib("counter", threads=nmax)
@@ -432,7 +465,7 @@ def main():
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under | head
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bindir", default=os.path.join(here, "bin"), help="where the two binaries are")
+    ap.add_argument("--bindir", default=os.path.join(here, "bin"), help="where the binaries are")
     ap.add_argument("--stage", help="install prefix: runs with LD_LIBRARY_PATH=STAGE/lib")
     ap.add_argument("--libdir", help="library directory for LD_LIBRARY_PATH (overrides --stage)")
     ap.add_argument("--runs", type=int, default=11, help="runs per workload (default 11)")
@@ -443,6 +476,8 @@ def main():
     ap.add_argument("--single", action="store_true", help="one thread only (no thread-per-CPU rows)")
     ap.add_argument("--pin", action="store_true", help="pin the single-thread runs to one CPU")
     ap.add_argument("--inline-only", action="store_true", help="skip the RSEQ_NO_INLINE binary")
+    ap.add_argument("--no-librseq", action="store_true",
+                    help="skip the librseq-equivalent baseline binary (rseq_bench-librseq)")
     ap.add_argument("--no-libreg", action="store_true",
                     help="skip the GLIBC_TUNABLES=glibc.pthread.rseq=0 runs (library-owned registration)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")

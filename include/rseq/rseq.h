@@ -138,8 +138,18 @@ static inline struct rseq_abi *rseq_get_abi(void)
  * must hold). On x86 one %fs-relative (x86_64) or %gs-relative (i386)
  * load, without a separate read of the thread pointer; volatile, since
  * the kernel changes the fields. */
+/* The sanitizers instrument a %fs-relative load as an ordinary one (and
+ * fault on the shadow of the small offset): they get the asm load. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RSEQ_AREA_NO_SEG_FS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define RSEQ_AREA_NO_SEG_FS 1
+#endif
+#endif
 #if defined(__x86_64__) && defined(__SEG_FS) && !defined(__STRICT_ANSI__) && \
-	!defined(__cplusplus) && !defined(RSEQ_GET_ABI_OVERRIDE)
+	!defined(__cplusplus) && !defined(RSEQ_GET_ABI_OVERRIDE) && !defined(RSEQ_AREA_NO_SEG_FS)
 /* A C load through GCC's (and clang's) %fs address space: the compiler
  * may fold it into what uses the value (a movslq that sign-extends the
  * CPU number for indexing, say), which an asm statement prevents. */

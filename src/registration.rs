@@ -15,7 +15,8 @@
 //! # The exported data symbols
 //!
 //! `rseq_offset`, `rseq_size` and `rseq_flags` take exactly the values
-//! librseq gives them, in every state:
+//! librseq gives them, in every state, except that on x86_64 the offset
+//! "0" of the first and last rows is the idle area's (`src/idle.rs`):
 //!
 //! | state | offset | size | flags |
 //! |---|---|---|---|
@@ -139,7 +140,7 @@ pub fn owner() -> Owner {
     }
 }
 
-/// The current value of `rseq_offset` ([`crate::idle::no_area`] before
+/// The current value of `rseq_offset` (0, or on x86_64 the idle area's offset, before
 /// initialisation and after the destructor).
 #[inline(always)]
 pub fn offset() -> isize {

@@ -106,6 +106,33 @@ class Results:
         if returncode != 0:
             self.failures.append((source, "exit status %d" % returncode))
 
+    def merge_rounds(self):
+        """Rows measured in several rounds (same source and key): one row,
+        the median of the round medians, the min of the mins, the max of
+        the maxes."""
+        groups = {}
+        order = []
+        for r in self.rows:
+            k = (r.source,) + r.key()
+            if k not in groups:
+                groups[k] = []
+                order.append(k)
+            groups[k].append(r)
+        merged = []
+        for k in order:
+            rs = groups[k]
+            first = rs[0]
+            if len(rs) > 1:
+                meds = sorted(x.median for x in rs)
+                first.median = meds[len(meds) // 2] if len(meds) % 2 else \
+                    (meds[len(meds) // 2 - 1] + meds[len(meds) // 2]) / 2
+                first.min = min(x.min for x in rs)
+                first.max = max(x.max for x in rs)
+                first.runs = sum(x.runs for x in rs)
+                first.aborts = sum(x.aborts for x in rs)
+            merged.append(first)
+        self.rows = merged
+
     def find(self, workload, variant=None, threads=1, mode=None, source_prefix=None):
         for r in self.rows:
             if r.workload != workload or r.threads != threads:
@@ -168,11 +195,29 @@ def run_binaries(args, results):
         results.parse(name, p.stdout, p.returncode)
         if name == "inline":
             glibc_owns = any("registration=glibc" in h for h in results.headers.get(name, []))
+    # More rounds of the library's inline rows and the librseq-equivalent
+    # baseline, alternating the two processes, so that both see the same
+    # machine conditions (a busy or shared machine drifts between runs).
+    wanted = [g for g in LIBRSEQ_GROUPS if not args.groups or g in args.groups.split(",")]
+    if wanted and not args.no_librseq:
+        for i in range(1, args.rounds):
+            for name, binary in (("inline", "rseq_bench-inline"), ("librseq-equiv", "rseq_bench-librseq")):
+                cmd = [os.path.join(args.bindir, binary)] + common + ["-w", ",".join(wanted)]
+                print("report.py: round %d/%d: %s" % (i + 1, args.rounds, " ".join(cmd)), file=sys.stderr, flush=True)
+                p = subprocess.run(cmd, env=env_base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                if p.stderr.strip():
+                    sys.stderr.write(p.stderr)
+                if args.save_raw:
+                    with open(os.path.join(args.save_raw, "%s.round%d.tsv" % (name, i + 1)), "w") as f:
+                        f.write(p.stdout)
+                        f.write("# exit=%d\n" % p.returncode)
+                results.parse(name, p.stdout, p.returncode)
 
 
 def load_raw(directory, results):
-    for name, _, _, _ in RUNS:
-        path = os.path.join(directory, name + ".tsv")
+    rounds = sorted(f for f in os.listdir(directory) if ".round" in f and f.endswith(".tsv"))
+    for name, path in [(n, os.path.join(directory, n + ".tsv")) for n, _, _, _ in RUNS] + \
+            [(f.split(".round")[0], os.path.join(directory, f)) for f in rounds]:
         if not os.path.exists(path):
             continue
         rc = 0
@@ -476,6 +521,9 @@ def main():
     ap.add_argument("--single", action="store_true", help="one thread only (no thread-per-CPU rows)")
     ap.add_argument("--pin", action="store_true", help="pin the single-thread runs to one CPU")
     ap.add_argument("--inline-only", action="store_true", help="skip the RSEQ_NO_INLINE binary")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the inline and librseq-equivalent rows, alternating the two "
+                         "processes (default 3; their figures: median of the round medians)")
     ap.add_argument("--no-librseq", action="store_true",
                     help="skip the librseq-equivalent baseline binary (rseq_bench-librseq)")
     ap.add_argument("--no-libreg", action="store_true",
@@ -495,6 +543,7 @@ def main():
         run_binaries(args, res)
     if not res.rows:
         sys.exit("report.py: no results")
+    res.merge_rounds()
     compute_ratios(res)
     tgts = targets(res)
 

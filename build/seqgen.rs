@@ -88,6 +88,15 @@ pub struct Arch {
     /// How a section addresses a block slot: `@OFF@` is the byte offset,
     /// `{block}` the register holding the block's address.
     pub block_operand: String,
+    /// C operands as librseq's x86 code takes them (`c_operands librseq`):
+    /// a pointer used only as `({x})` becomes a memory operand, a word
+    /// used only as the source of a two-operand instruction may be an
+    /// immediate. The Rust sections keep registers (asm! has neither).
+    pub c_librseq_operands: bool,
+    /// `rseq_offset` always designates a readable area (`always_an_area`;
+    /// the library's idle area before initialisation, see src/idle.rs):
+    /// the C sections need no `rseq_offset == 0` test.
+    pub always_an_area: bool,
     pub fragments: BTreeMap<String, Vec<String>>,
     pub ops: BTreeMap<String, Body>,
 }
@@ -284,6 +293,12 @@ pub fn parse_arch(text: &str) -> Result<Arch, String> {
                     .map_err(|_| format!("bad block_slot: {line}"))?
             }
             "block_operand" => arch.block_operand = value.into(),
+            "always_an_area" => arch.always_an_area = true,
+            "c_operands" => match value {
+                "librseq" => arch.c_librseq_operands = true,
+                "registers" => arch.c_librseq_operands = false,
+                _ => return Err(format!("bad c_operands: {line}")),
+            },
             "fragment" | "op" => {
                 let mut body = Body::default();
                 loop {
@@ -725,16 +740,102 @@ fn c_decl(ty: &str, name: &str) -> String {
     }
 }
 
-fn c_line(arch: &Arch, line: &str, labels: &[(String, i32)]) -> Result<String, String> {
+/// How a C section takes one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum COperand {
+    /// A register (`"r"`).
+    Reg,
+    /// The memory the pointer points at (`"m" (*x)`; `({x})` in the
+    /// template becomes `%[x]`).
+    Mem,
+    /// A register or a 32-bit sign-extended immediate (`"er"`).
+    RegOrImm,
+}
+
+/// Two-operand x86 instructions whose source may be an imm32.
+const IMM_SOURCE: [&str; 7] = ["movq", "addq", "subq", "cmpq", "andq", "orq", "xorq"];
+
+/// How the C expansion takes each operand of `lines` (librseq's x86
+/// constraints when the architecture asks for them, else registers):
+/// `params` gives the spec type of each family parameter.
+fn c_operand_kinds(
+    arch: &Arch,
+    lines: &[String],
+    params: &[Param],
+) -> Result<BTreeMap<String, COperand>, String> {
+    let mut kinds: BTreeMap<String, COperand> = BTreeMap::new();
+    let mut mem_ok: BTreeMap<String, bool> = BTreeMap::new();
+    let mut imm_ok: BTreeMap<String, bool> = BTreeMap::new();
+    for l in lines {
+        let ps = pieces(l)?;
+        let mnemonic = l.split_whitespace().next().unwrap_or("");
+        for (i, p) in ps.iter().enumerate() {
+            let Piece::Operand { name, modifier } = p else {
+                continue;
+            };
+            kinds.insert(name.to_string(), COperand::Reg);
+            let before = match i.checked_sub(1).map(|j| &ps[j]) {
+                Some(Piece::Text(t)) => *t,
+                _ => "",
+            };
+            let after = match ps.get(i + 1) {
+                Some(Piece::Text(t)) => *t,
+                _ => "",
+            };
+            let in_parens = modifier.is_none() && before.ends_with('(') && after.starts_with(')');
+            let source = modifier.is_none()
+                && IMM_SOURCE.contains(&mnemonic)
+                && before.trim() == mnemonic
+                && after.trim_start().starts_with(',');
+            *mem_ok.entry(name.to_string()).or_insert(true) &= in_parens;
+            *imm_ok.entry(name.to_string()).or_insert(true) &= source;
+        }
+    }
+    if !arch.c_librseq_operands {
+        return Ok(kinds);
+    }
+    for (name, kind) in kinds.iter_mut() {
+        let ty = params
+            .iter()
+            .find(|p| p.name == *name)
+            .map(|p| p.ty.as_str());
+        let pointer = ty == Some("ptr") || name == "owner";
+        let word = matches!(ty, Some("word" | "long" | "size"));
+        if pointer && mem_ok[name] {
+            *kind = COperand::Mem;
+        } else if word && imm_ok[name] {
+            *kind = COperand::RegOrImm;
+        }
+    }
+    Ok(kinds)
+}
+
+fn c_line(
+    arch: &Arch,
+    line: &str,
+    labels: &[(String, i32)],
+    kinds: &BTreeMap<String, COperand>,
+) -> Result<String, String> {
     let mut out = String::new();
+    // A memory operand replaces its parentheses too.
+    let mut skip_paren = false;
     for p in pieces(line)? {
         match p {
-            Piece::Text(t) => out.push_str(&t.replace('%', "%%").replace("@RETAIN@", "aw")),
+            Piece::Text(t) => {
+                let t = if skip_paren { &t[1..] } else { t };
+                skip_paren = false;
+                out.push_str(&t.replace('%', "%%").replace("@RETAIN@", "aw"))
+            }
             Piece::Operand { name, modifier } if labels.iter().any(|(l, _)| l == name) => {
                 if modifier.is_some() {
                     return Err(format!("label {name} takes no modifier"));
                 }
                 let _ = write!(out, "%l[{name}]");
+            }
+            Piece::Operand { name, .. } if kinds.get(name) == Some(&COperand::Mem) => {
+                out.pop();
+                skip_paren = true;
+                let _ = write!(out, "%[{name}]");
             }
             Piece::Operand { name, modifier } => {
                 let m = match (arch.name.as_str(), modifier) {
@@ -790,6 +891,14 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
         )
         .unwrap();
         writeln!(out, "#define RSEQ_ARCH_HAS_SEQUENCES 1").unwrap();
+        // Whether rseq_offset is never 0 (the library's idle area): the
+        // sections then skip the test.
+        writeln!(
+            out,
+            "#define RSEQ_ARCH_ALWAYS_AN_AREA {}",
+            u8::from(arch.always_an_area)
+        )
+        .unwrap();
         // librseq's feature macro for the pointer-chasing family (programs
         // test it with #ifdef, so it is defined empty).
         if arch.ops.contains_key("load_add_load_load_add_store") {
@@ -831,6 +940,7 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                         .map(|l| l.strip_prefix(TWICE).unwrap_or(l).to_string())
                         .collect();
                     let used = operands(&plain)?;
+                    let kinds = c_operand_kinds(arch, &plain, &family.params)?;
                     let name = variant_name(&family.name, order, mode);
                     let mut params: Vec<String> =
                         COMMON.iter().map(|(n, _, t)| c_decl(t, n)).collect();
@@ -873,8 +983,12 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                             continue;
                         }
                         let l = l.strip_prefix(TWICE).unwrap_or(l);
-                        writeln!(out, "\t\t\"{}\\n\"", quote(&c_line(arch, l, &c_labels)?))
-                            .unwrap();
+                        writeln!(
+                            out,
+                            "\t\t\"{}\\n\"",
+                            quote(&c_line(arch, l, &c_labels, &kinds)?)
+                        )
+                        .unwrap();
                     }
                     if in_twice {
                         writeln!(out, "#endif").unwrap();
@@ -887,7 +1001,11 @@ pub fn emit_c(archs: &[Arch], spec: &Spec) -> Result<String, String> {
                             if u == BLOCK && !x.block.is_empty() {
                                 format!("[{u}] \"r\" (__rseq_block)")
                             } else {
-                                format!("[{u}] \"r\" ({u})")
+                                match kinds.get(u.as_str()) {
+                                    Some(COperand::Mem) => format!("[{u}] \"m\" (*{u})"),
+                                    Some(COperand::RegOrImm) => format!("[{u}] \"er\" ({u})"),
+                                    _ => format!("[{u}] \"r\" ({u})"),
+                                }
                             }
                         })
                         .collect();
@@ -991,7 +1109,7 @@ fn emit_c_api(out: &mut String, spec: &Spec) -> Result<(), String> {
                     mode.to_uppercase()
                 )
                 .unwrap();
-                writeln!(out, "\t\t\tif (rseq_unlikely(!rseq_offset))\n\t\t\t\treturn rseq_abort_slow_path();").unwrap();
+                writeln!(out, "\t\t\tif (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))\n\t\t\t\treturn rseq_abort_slow_path();").unwrap();
                 writeln!(
                     out,
                     "\t\t\t__ret = rseq_arch_{}(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_{}), cpu, {});",

@@ -52,6 +52,54 @@ static __thread union rseq_impl_area rseq_impl_area
 };
 #endif
 
+#if defined(__x86_64__)
+/* The idle area: what rseq_offset designates before the library's
+ * initialisation and after its destructor (x86_64), instead of 0. It is
+ * never registered with the kernel: cpu_id reads -1
+ * (RSEQ_CPU_ID_UNINITIALIZED) in every thread, so a critical section that
+ * runs then (a constructor that runs before the library's in a static
+ * link, another thread during exit()) fails its CPU check and aborts; its
+ * rseq_cs store lands here, not in the thread control block, which is
+ * what offset 0 would designate. The inline sections therefore need no
+ * `rseq_offset == 0` test. 32 bytes: every field a section or accessor
+ * reads (cpu_id_start, cpu_id, rseq_cs, node_id, mm_cid). */
+__attribute__((visibility("hidden"), used))
+__thread struct { uint32_t words[8]; } rseq_impl_idle_area
+	__attribute__((tls_model("initial-exec"), aligned(RSEQ_IMPL_AREA_ALIGN))) = {
+	.words = { 0, (uint32_t)-1 },
+};
+
+/* rseq_offset's initial value is this area's offset from the thread
+ * pointer, which only the dynamic linker knows. The linkers refuse a
+ * TPOFF64 data relocation in a shared object, so the value comes from an
+ * IFUNC: the data word holds the "address" of rseq_impl_idle_offset,
+ * resolved through an IRELATIVE relocation whose resolver returns the
+ * offset. The resolver reads the offset from the GOT entry of an
+ * initial-exec access (relocated before any IRELATIVE relocation of the
+ * object, and a link-time constant in a static program), never %fs: the
+ * thread pointer may not be set up yet when resolvers run. */
+__asm__(".pushsection .text.rseq_impl_idle_offset,\"ax\",@progbits\n"
+	".balign 16\n"
+	".type rseq_impl_idle_offset_resolver,@function\n"
+	"rseq_impl_idle_offset_resolver:\n"
+	"	movq rseq_impl_idle_area@gottpoff(%rip), %rax\n"
+	"	ret\n"
+	".size rseq_impl_idle_offset_resolver, .-rseq_impl_idle_offset_resolver\n"
+	".globl rseq_impl_idle_offset\n"
+	".hidden rseq_impl_idle_offset\n"
+	".type rseq_impl_idle_offset,@gnu_indirect_function\n"
+	".set rseq_impl_idle_offset, rseq_impl_idle_offset_resolver\n"
+	".popsection\n");
+
+/* The same offset, for the library's own code (the destructor stores it
+ * back into rseq_offset). */
+__attribute__((visibility("hidden")))
+ptrdiff_t rseq_impl_idle_area_offset(void)
+{
+	return (char *)&rseq_impl_idle_area - (char *)rseq_thread_pointer();
+}
+#endif
+
 /* Private per-thread registration state (never kernel-owned memory). */
 static __thread uint64_t rseq_impl_thread_state
 	__attribute__((tls_model("initial-exec")));

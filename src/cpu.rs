@@ -101,7 +101,8 @@ pub fn possible() -> &'static PossibleCpus {
 #[inline(always)]
 fn area_field<const FIELD: usize>() -> Option<u32> {
     let offset = registration::offset();
-    (offset != 0).then(|| arch::area_u32::<FIELD>(offset))
+    // The idle area (x86_64) reads as an unregistered thread's.
+    (crate::idle::ALWAYS_AN_AREA || offset != 0).then(|| arch::area_u32::<FIELD>(offset))
 }
 
 /// The raw `cpu_id` field: the current CPU, or -1 (not registered) / -2

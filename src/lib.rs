@@ -64,6 +64,7 @@ pub(crate) mod arch;
 mod capi;
 pub mod cpu;
 pub mod cpu_op;
+mod idle;
 pub mod mempool;
 pub mod ops;
 pub(crate) mod owner;

@@ -161,16 +161,19 @@ macro_rules! section {
             $(Mo::$order => {})+
             _ => return Err(Error::InvalidOrder),
         }
-        if offset == 0 {
+        if !crate::idle::ALWAYS_AN_AREA && offset == 0 {
             // Before initialisation or after the destructor there is no
-            // area to point the kernel at: report an abort.
+            // area to point the kernel at: report an abort. (On x86_64
+            // rseq_offset then designates the idle area, on which the
+            // section aborts by itself: no test.)
             return finish(-1);
         }
         let area = arch::area_operand(offset);
         let mm_cid = mode == PercpuMode::MmCid;
         let word = owner::word_address(cpu, mm_cid);
-        // SAFETY: the caller upholds this module's contract; the area and
-        // the ownership table exist once rseq_offset is non-zero.
+        // SAFETY: the caller upholds this module's contract; the area (or
+        // the idle area) and the ownership table (or the boot table,
+        // crate::owner) always exist when the section runs.
         let code = unsafe {
             match mo {
                 $(Mo::$order => if mm_cid {

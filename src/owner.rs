@@ -82,6 +82,19 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// A slot whose two words are owned forever.
+    const fn owned_forever() -> Slot {
+        Slot {
+            cpu_id: AtomicU32::new(OWNED_FOREVER),
+            mm_cid: AtomicU32::new(OWNED_FOREVER),
+            cpu_id_holder: AtomicUsize::new(0),
+            mm_cid_holder: AtomicUsize::new(0),
+            counters: [const { AtomicU64::new(0) }; SLOT_COUNTERS],
+            mm_cid_stand_in: AtomicU32::new(0),
+            _pad: [0; SLOT_SIZE - 28 - 8 * SLOT_COUNTERS],
+        }
+    }
+
     /// The word a cpu-op takes for a percpu mode, and its holder: the
     /// ownership word, or for an mm_cid word owned forever (see
     /// `shut_out_mm_cid`) the stand-in, which only cpu-ops use.
@@ -108,11 +121,28 @@ const _: () = assert!(core::mem::align_of::<Slot>() == SLOT_SIZE);
 const _: () = assert!(core::mem::offset_of!(Slot, cpu_id) == CPU_ID_WORD);
 const _: () = assert!(core::mem::offset_of!(Slot, mm_cid) == MM_CID_WORD);
 
-/// Address of slot 0 of the ownership table (NULL before initialisation).
+/// Address of slot 0 of the ownership table (of the boot table before
+/// initialisation).
 /// Inline critical sections compute `&rseq_cpu_op_owners[cpu]` from it.
 #[cfg_attr(feature = "capi", no_mangle)]
 #[allow(non_upper_case_globals)] // librseq's C names
-pub(crate) static rseq_cpu_op_owners: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
+pub(crate) static rseq_cpu_op_owners: AtomicPtr<Slot> =
+    AtomicPtr::new(BOOT_TABLE.0.as_ptr().wrapping_add(GUARD_SLOTS).cast_mut());
+
+/// What `rseq_cpu_op_owners` designates before [`init`]: the two guard
+/// slots, owned forever, and slot 0, owned forever too. A section that
+/// runs before initialisation (on x86_64 `rseq_offset` then designates
+/// the idle area, whose `cpu_id` is -1, see [`crate::idle`]) and passes
+/// `cpu` -1 gets past its CPU check, reads slot -1 here and aborts,
+/// instead of reading through a null table.
+#[repr(C, align(128))]
+struct BootTable([Slot; GUARD_SLOTS + 1]);
+
+static BOOT_TABLE: BootTable = BootTable([
+    Slot::owned_forever(),
+    Slot::owned_forever(),
+    Slot::owned_forever(),
+]);
 
 /// Number of usable slots (indices `0..CAPACITY`).
 pub(crate) static CAPACITY: AtomicU32 = AtomicU32::new(0);

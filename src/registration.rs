@@ -15,7 +15,8 @@
 //! # The exported data symbols
 //!
 //! `rseq_offset`, `rseq_size` and `rseq_flags` take exactly the values
-//! librseq gives them, in every state:
+//! librseq gives them, in every state, except that on x86_64 the offset
+//! "0" of the first and last rows is the idle area's (`src/idle.rs`):
 //!
 //! | state | offset | size | flags |
 //! |---|---|---|---|
@@ -50,7 +51,7 @@
 //! slow path does not retry it on every abort.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Once;
 
 use crate::abi;
@@ -65,9 +66,10 @@ use crate::sys::{self, Errno};
 /// store into `rseq_offset` would send every critical section's stores to
 /// an arbitrary address. Rust code reads them with [`offset`] and
 /// [`active_size`].
-#[cfg_attr(feature = "capi", no_mangle)]
-#[allow(non_upper_case_globals)] // librseq's C names
-pub(crate) static rseq_offset: AtomicIsize = AtomicIsize::new(0);
+///
+/// Defined in [`crate::idle`]: on x86_64 it designates the idle area
+/// (never 0) before initialisation and after the destructor.
+pub(crate) use crate::idle::rseq_offset;
 
 /// Size of the active rseq feature set (librseq's `rseq_size`): 0 while no
 /// registration succeeded, `u32::MAX` before initialisation and after the
@@ -138,8 +140,8 @@ pub fn owner() -> Owner {
     }
 }
 
-/// The current value of `rseq_offset` (0 before initialisation and after
-/// the destructor).
+/// The current value of `rseq_offset` (0, or on x86_64 the idle area's offset, before
+/// initialisation and after the destructor).
 #[inline(always)]
 pub fn offset() -> isize {
     rseq_offset.load(Ordering::Relaxed)
@@ -156,7 +158,7 @@ pub fn active_size() -> u32 {
 #[inline]
 pub fn area() -> Option<*mut abi::Rseq> {
     let offset = offset();
-    if offset == 0 {
+    if !crate::idle::is_area(offset) {
         return None;
     }
     Some(arch::thread_pointer().wrapping_offset(offset).cast())
@@ -386,7 +388,7 @@ extern "C" fn unload() {
         )
         .is_ok()
     {
-        rseq_offset.store(0, Ordering::Release);
+        rseq_offset.store(crate::idle::no_area(), Ordering::Release);
         rseq_size.store(u32::MAX, Ordering::Release);
     }
 }

@@ -124,10 +124,34 @@ fn c_sections(text: &str, guard: &str) -> BTreeMap<String, Vec<String>> {
                 continue;
             }
             match unquote(l) {
-                Some(s) => body.push(normalize(&c_to_template(s.trim_end_matches("\\n")))),
+                Some(s) => body.push(s.trim_end_matches("\\n").to_string()),
                 None => break,
             }
         }
+        // The memory operands (`[v] "m" (*v)`): `%[v]` in the C text is
+        // `({v})` in the template, whose Rust sections take registers.
+        let mut mem = Vec::new();
+        for l in lines.by_ref() {
+            let t = l.trim().trim_start_matches(':').trim();
+            if t.starts_with(");") {
+                break;
+            }
+            if let Some((op, rest)) = t.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                if rest.trim_start().starts_with("\"m\"") {
+                    mem.push(op.to_string());
+                }
+            }
+        }
+        let body = body
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                for m in &mem {
+                    s = s.replace(&format!("%[{m}]"), &format!("(%[{m}])"));
+                }
+                normalize(&c_to_template(&s))
+            })
+            .collect();
         out.insert(name, body);
     }
     out

@@ -31,9 +31,16 @@ COLUMNS = ["workload", "variant", "threads", "mode", "median_ns", "min_ns", "max
 GROUPS = ["cpu_read", "call", "counter", "spinlock", "list", "buffer", "memcpy_buffer", "cpu_op_addv",
           "membarrier_rseq_cpu", "thread_create_exit", "registration"]
 
+# Groups measured against the librseq-equivalent baseline.
+LIBRSEQ_GROUPS = ["counter", "spinlock", "list", "buffer"]
+
 RUNS = [
     # (name, binary, extra args, environment)
     ("inline", "rseq_bench-inline", [], {}),
+    # The librseq-equivalent baseline (a reconstruction of librseq's x86_64
+    # inline sequences, see rseq_bench.c): only its minimal rows are kept,
+    # renamed *.librseq_equiv.
+    ("librseq-equiv", "rseq_bench-librseq", ["-w", ",".join(LIBRSEQ_GROUPS)], {}),
     ("noinline", "rseq_bench-noinline", ["-B"], {}),
     ("inline-libreg", "rseq_bench-inline", ["-w", "thread,reg"], {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}),
     ("noinline-libreg", "rseq_bench-noinline", ["-w", "thread,reg", "-B"],
@@ -91,9 +98,40 @@ class Results:
             if len(fields) < 9:
                 self.notes.append((source, "unparsed: " + line))
                 continue
+            if source == "librseq-equiv":
+                if not fields[0].endswith(".minimal_rseq"):
+                    continue
+                fields[0] = fields[0][:-len(".minimal_rseq")] + ".librseq_equiv"
             self.rows.append(Row(fields, source))
         if returncode != 0:
             self.failures.append((source, "exit status %d" % returncode))
+
+    def merge_rounds(self):
+        """Rows measured in several rounds (same source and key): one row,
+        the median of the round medians, the min of the mins, the max of
+        the maxes."""
+        groups = {}
+        order = []
+        for r in self.rows:
+            k = (r.source,) + r.key()
+            if k not in groups:
+                groups[k] = []
+                order.append(k)
+            groups[k].append(r)
+        merged = []
+        for k in order:
+            rs = groups[k]
+            first = rs[0]
+            if len(rs) > 1:
+                meds = sorted(x.median for x in rs)
+                first.median = meds[len(meds) // 2] if len(meds) % 2 else \
+                    (meds[len(meds) // 2 - 1] + meds[len(meds) // 2]) / 2
+                first.min = min(x.min for x in rs)
+                first.max = max(x.max for x in rs)
+                first.runs = sum(x.runs for x in rs)
+                first.aborts = sum(x.aborts for x in rs)
+            merged.append(first)
+        self.rows = merged
 
     def find(self, workload, variant=None, threads=1, mode=None, source_prefix=None):
         for r in self.rows:
@@ -133,7 +171,14 @@ def run_binaries(args, results):
         if not os.access(path, os.X_OK):
             sys.exit("report.py: %s not found (run make first)" % path)
         cmd = [path] + common + extra
-        if args.groups and not name.endswith("-libreg"):
+        if name == "librseq-equiv":
+            if args.no_librseq:
+                continue
+            wanted = [g for g in LIBRSEQ_GROUPS if not args.groups or g in args.groups.split(",")]
+            if not wanted:
+                continue
+            cmd = [path] + common + ["-w", ",".join(wanted)]
+        elif args.groups and not name.endswith("-libreg"):
             cmd += ["-w", args.groups]
         e = dict(env_base)
         e.update(env)
@@ -150,11 +195,29 @@ def run_binaries(args, results):
         results.parse(name, p.stdout, p.returncode)
         if name == "inline":
             glibc_owns = any("registration=glibc" in h for h in results.headers.get(name, []))
+    # More rounds of the library's inline rows and the librseq-equivalent
+    # baseline, alternating the two processes, so that both see the same
+    # machine conditions (a busy or shared machine drifts between runs).
+    wanted = [g for g in LIBRSEQ_GROUPS if not args.groups or g in args.groups.split(",")]
+    if wanted and not args.no_librseq:
+        for i in range(1, args.rounds):
+            for name, binary in (("inline", "rseq_bench-inline"), ("librseq-equiv", "rseq_bench-librseq")):
+                cmd = [os.path.join(args.bindir, binary)] + common + ["-w", ",".join(wanted)]
+                print("report.py: round %d/%d: %s" % (i + 1, args.rounds, " ".join(cmd)), file=sys.stderr, flush=True)
+                p = subprocess.run(cmd, env=env_base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                if p.stderr.strip():
+                    sys.stderr.write(p.stderr)
+                if args.save_raw:
+                    with open(os.path.join(args.save_raw, "%s.round%d.tsv" % (name, i + 1)), "w") as f:
+                        f.write(p.stdout)
+                        f.write("# exit=%d\n" % p.returncode)
+                results.parse(name, p.stdout, p.returncode)
 
 
 def load_raw(directory, results):
-    for name, _, _, _ in RUNS:
-        path = os.path.join(directory, name + ".tsv")
+    rounds = sorted(f for f in os.listdir(directory) if ".round" in f and f.endswith(".tsv"))
+    for name, path in [(n, os.path.join(directory, n + ".tsv")) for n, _, _, _ in RUNS] + \
+            [(f.split(".round")[0], os.path.join(directory, f)) for f in rounds]:
         if not os.path.exists(path):
             continue
         rc = 0
@@ -183,7 +246,7 @@ def same_run(res, row, workload, variant="baseline", threads=None, mode=None):
     threads = row.threads if threads is None else threads
     src = row.source
     # Baselines live in the inline runs; the noinline runs (-B) compare with them.
-    candidates = [src, src.replace("noinline", "inline")]
+    candidates = [src, src.replace("noinline", "inline"), "librseq-equiv"]
     for s in candidates:
         for r in res.rows:
             if (r.source == s and r.workload == workload and r.variant == variant
@@ -198,11 +261,13 @@ def compute_ratios(res):
         mode = r.mode if r.mode in ("cpu_id", "mm_cid") else "cpu_id"
         refs = []
         if g == "counter":
-            refs = [("min-rseq", same_run(res, r, "counter.minimal_rseq", mode=mode)),
+            refs = [("librseq-eq", same_run(res, r, "counter.librseq_equiv", mode=mode)),
+                    ("min-rseq", same_run(res, r, "counter.minimal_rseq", mode=mode)),
                     ("atomic", same_run(res, r, "counter.shared_atomic")),
                     ("TLS", same_run(res, r, "counter.thread_local"))]
         elif g in ("spinlock", "list", "buffer", "memcpy_buffer"):
-            refs = [("min-seq", same_run(res, r, g + ".minimal_rseq", mode=mode))]
+            refs = [("librseq-eq", same_run(res, r, g + ".librseq_equiv", mode=mode)),
+                    ("min-seq", same_run(res, r, g + ".minimal_rseq", mode=mode))]
         elif g == "cpu_op_addv":
             refs = [("membarrier", same_run(res, r, "membarrier_rseq_cpu"))]
         elif g == "cpu_read":
@@ -272,6 +337,14 @@ def targets(res):
         else:
             add(name, "%.2fx (min-based %.2fx)" % q, q[0] <= limit)
 
+    # Issue 14: the inline fast paths against librseq's inline code (the
+    # librseq-equivalent reconstruction, rseq_bench-librseq, same run).
+    for g, label in (("counter", "inline increment"), ("list", "inline list push+pop"),
+                     ("buffer", "inline buffer push+pop"), ("spinlock", "inline spinlock lock+unlock")):
+        for mode, limit in (("cpu_id", 1.05), ("mm_cid", 1.10)):
+            ratio_target("%s <= %.2fx librseq-equivalent (reconstructed, not librseq's binary; 1 thread, %s)"
+                         % (label, limit, mode),
+                         lib(g, mode=mode), res.find(g + ".librseq_equiv", "baseline", 1, mode), limit)
     inc = lib("counter")
     minimal = base("counter.minimal_rseq", mode="cpu_id")
     ratio_target("inline per-CPU increment <= 1.15x minimal hand-written rseq increment (1 thread, cpu_id)",
@@ -298,6 +371,11 @@ def targets(res):
         if floor:
             add("  floor: one call into librseq.so of a function returning a constant (the path makes two)",
                 "%s ns" % fmt_ns(floor.median), "info")
+            q = ni.median / (2 * floor.median) if floor.median > 0 else None
+            qmin = ni.min / (2 * floor.min) if floor.min > 0 else None
+            if q is not None and qmin is not None:
+                add("RSEQ_NO_INLINE increment <= 1.1x the call floor (two calls of a constant function)",
+                    "%.2fx (min-based %.2fx)" % (q, qmin), q <= 1.1)
     if nmax > 1:
         a = base("counter.shared_atomic", threads=nmax)
         b = lib("counter", threads=nmax)
@@ -432,7 +510,7 @@ def main():
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under | head
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bindir", default=os.path.join(here, "bin"), help="where the two binaries are")
+    ap.add_argument("--bindir", default=os.path.join(here, "bin"), help="where the binaries are")
     ap.add_argument("--stage", help="install prefix: runs with LD_LIBRARY_PATH=STAGE/lib")
     ap.add_argument("--libdir", help="library directory for LD_LIBRARY_PATH (overrides --stage)")
     ap.add_argument("--runs", type=int, default=11, help="runs per workload (default 11)")
@@ -443,6 +521,11 @@ def main():
     ap.add_argument("--single", action="store_true", help="one thread only (no thread-per-CPU rows)")
     ap.add_argument("--pin", action="store_true", help="pin the single-thread runs to one CPU")
     ap.add_argument("--inline-only", action="store_true", help="skip the RSEQ_NO_INLINE binary")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the inline and librseq-equivalent rows, alternating the two "
+                         "processes (default 3; their figures: median of the round medians)")
+    ap.add_argument("--no-librseq", action="store_true",
+                    help="skip the librseq-equivalent baseline binary (rseq_bench-librseq)")
     ap.add_argument("--no-libreg", action="store_true",
                     help="skip the GLIBC_TUNABLES=glibc.pthread.rseq=0 runs (library-owned registration)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
@@ -460,6 +543,7 @@ def main():
         run_binaries(args, res)
     if not res.rows:
         sys.exit("report.py: no results")
+    res.merge_rounds()
     compute_ratios(res)
     tgts = targets(res)
 

@@ -311,13 +311,33 @@ static long sum_tstat(size_t off)
 	"	jmp %l[abort]\n" \
 	"	.popsection\n"
 
+/* Operand constraints of the minimal sequences. Built with
+ * -DRSEQ_BENCH_LIBRSEQ_EQUIV (bin/rseq_bench-librseq) they take them as
+ * upstream librseq's x86_64 inline code (rseq-x86-bits.h) does: the data
+ * words as memory operands ("m" (*v)), the increment and the list's node
+ * offset as register-or-immediate ("er"), every other word a register.
+ * That binary's minimal rows are the "librseq-equivalent" baseline: a
+ * reconstruction of librseq's sequences (same descriptor, rseq_cs store,
+ * cpu_id / mm_cid check, commit and abort handler; rseq_cpu_start() and
+ * rseq_current_mm_cid() as plain loads at thread pointer + rseq_offset),
+ * not librseq's binary, which is not installable here. */
+#ifdef RSEQ_BENCH_LIBRSEQ_EQUIV
+#define MREF(x)	"%[" #x "]"
+#define MCON(x)	"m" (*(x))
+#define ICON(x)	"er" (x)
+#else
+#define MREF(x)	"(%[" #x "])"
+#define MCON(x)	"r" (x)
+#define ICON(x)	"r" (x)
+#endif
+
 #define DEFINE_MIN_SEQUENCES(M) \
 static always_inline int min_add_##M(intptr_t off, int cpu, intptr_t *v, intptr_t count) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	addq %[count], (%[v])\n" \
+		"	addq %[count], " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [count] "r" (count) \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [count] ICON(count) \
 		: "memory", "cc", "rax" : abort); \
 	return 0; \
 abort: \
@@ -326,11 +346,11 @@ abort: \
 static always_inline int min_cbne_store_##M(intptr_t off, int cpu, intptr_t *v, intptr_t expect, intptr_t newv) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	cmpq (%[v]), %[expect]\n" \
+		"	cmpq " MREF(v) ", %[expect]\n" \
 		"	jnz %l[ne]\n" \
-		"	movq %[newv], (%[v])\n" \
+		"	movq %[newv], " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [expect] "r" (expect), \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [expect] "r" (expect), \
 		    [newv] "r" (newv) \
 		: "memory", "cc", "rax" : ne, abort); \
 	return 0; \
@@ -342,16 +362,16 @@ abort: \
 static always_inline int min_cbeq_store_add_load_store_##M(intptr_t off, int cpu, intptr_t *v, intptr_t expectnot, long voffp, intptr_t *load) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	movq (%[v]), %%rcx\n" \
+		"	movq " MREF(v) ", %%rcx\n" \
 		"	cmpq %%rcx, %[expectnot]\n" \
 		"	je %l[eq]\n" \
-		"	movq %%rcx, (%[load])\n" \
+		"	movq %%rcx, " MREF(load) "\n" \
 		"	addq %[voffp], %%rcx\n" \
 		"	movq (%%rcx), %%rcx\n" \
-		"	movq %%rcx, (%[v])\n" \
+		"	movq %%rcx, " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [expectnot] "r" (expectnot), \
-		    [voffp] "r" (voffp), [load] "r" (load) \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [expectnot] "r" (expectnot), \
+		    [voffp] ICON(voffp), [load] MCON(load) \
 		: "memory", "cc", "rax", "rcx" : eq, abort); \
 	return 0; \
 eq: \
@@ -362,13 +382,13 @@ abort: \
 static always_inline int min_cbne_store_store_##M(intptr_t off, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	cmpq (%[v]), %[expect]\n" \
+		"	cmpq " MREF(v) ", %[expect]\n" \
 		"	jnz %l[ne]\n" \
-		"	movq %[newv2], (%[v2])\n" \
-		"	movq %[newv], (%[v])\n" \
+		"	movq %[newv2], " MREF(v2) "\n" \
+		"	movq %[newv], " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [expect] "r" (expect), \
-		    [v2] "r" (v2), [newv2] "r" (newv2), [newv] "r" (newv) \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [expect] "r" (expect), \
+		    [v2] MCON(v2), [newv2] "r" (newv2), [newv] "r" (newv) \
 		: "memory", "cc", "rax" : ne, abort); \
 	return 0; \
 ne: \
@@ -379,14 +399,14 @@ abort: \
 static always_inline int min_cbne_load_cbne_store_##M(intptr_t off, int cpu, intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	cmpq (%[v]), %[expect]\n" \
+		"	cmpq " MREF(v) ", %[expect]\n" \
 		"	jnz %l[ne]\n" \
-		"	cmpq (%[v2]), %[expect2]\n" \
+		"	cmpq " MREF(v2) ", %[expect2]\n" \
 		"	jnz %l[ne]\n" \
-		"	movq %[newv], (%[v])\n" \
+		"	movq %[newv], " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [expect] "r" (expect), \
-		    [v2] "r" (v2), [expect2] "r" (expect2), [newv] "r" (newv) \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [expect] "r" (expect), \
+		    [v2] MCON(v2), [expect2] "r" (expect2), [newv] "r" (newv) \
 		: "memory", "cc", "rax" : ne, abort); \
 	return 0; \
 ne: \
@@ -398,7 +418,7 @@ abort: \
 static always_inline int min_cbne_memcpy_store_##M(intptr_t off, int cpu, intptr_t *v, intptr_t expect, void *dst, void *src, size_t len, intptr_t newv) \
 { \
 	__asm__ __volatile__ goto (MIN_PROLOGUE MIN_CHECK_##M \
-		"	cmpq (%[v]), %[expect]\n" \
+		"	cmpq " MREF(v) ", %[expect]\n" \
 		"	jnz %l[ne]\n" \
 		"	movq %[src], %%rsi\n" \
 		"	movq %[dst], %%rdi\n" \
@@ -424,9 +444,9 @@ static always_inline int min_cbne_memcpy_store_##M(intptr_t off, int cpu, intptr
 		"	decq %%rcx\n" \
 		"	jnz 22b\n" \
 		"9:\n" \
-		"	movq %[newv], (%[v])\n" \
+		"	movq %[newv], " MREF(v) "\n" \
 		MIN_EPILOGUE \
-		: : [off] "r" (off), [cpu] "r" (cpu), [v] "r" (v), [expect] "r" (expect), \
+		: : [off] "r" (off), [cpu] "r" (cpu), [v] MCON(v), [expect] "r" (expect), \
 		    [src] "r" (src), [dst] "r" (dst), [len] "r" (len), [newv] "r" (newv) \
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi" : ne, abort); \
 	return 0; \

@@ -44,7 +44,10 @@
 extern "C" {
 #endif
 
-/* Offset of the calling thread's rseq area from the thread pointer. */
+/* Offset of the calling thread's rseq area from the thread pointer. On
+ * x86_64, before initialisation and after the library's destructor, the
+ * offset of an idle area that reads as an unregistered thread's (every
+ * critical section aborts there); 0 then on other architectures. */
 extern ptrdiff_t rseq_offset;
 /* Size of the active rseq feature set: 0 until a thread registered,
  * -1U before initialisation and after the library's destructor. */
@@ -53,9 +56,11 @@ extern unsigned int rseq_size;
 extern unsigned int rseq_flags;
 
 /* Library ABI: the cpu-op ownership table the inline sections check
- * (address of the slot of CPU 0). Not for direct use. Set once, before
- * any code of the program runs; const so that the compiler keeps it in a
- * register across the critical sections of a loop. */
+ * (address of the slot of CPU 0). Not for direct use. Set by the
+ * library's initialisation (before it: a boot table whose words are
+ * owned forever, so that a section then aborts); const so that the
+ * compiler keeps it in a register across the critical sections of a
+ * loop. */
 extern char *const rseq_cpu_op_owners;
 
 enum rseq_mo {
@@ -119,9 +124,11 @@ static inline struct rseq_abi *rseq_get_abi(void)
 #endif
 
 /* Whether the calling thread has an area to read: rseq_offset is 0
- * before the library's initialisation and after its destructor. A
- * program's own rseq_get_abi() always has one. */
-#ifdef RSEQ_GET_ABI_OVERRIDE
+ * before the library's initialisation and after its destructor, except
+ * where it then designates the library's idle area (x86_64), which reads
+ * as an unregistered thread's (cpu_id -1, cpu_id_start, node_id and
+ * mm_cid 0). A program's own rseq_get_abi() always has one. */
+#if defined(RSEQ_GET_ABI_OVERRIDE) || (defined(RSEQ_ARCH_ALWAYS_AN_AREA) && RSEQ_ARCH_ALWAYS_AN_AREA)
 #define RSEQ_HAS_AREA()	1
 #else
 #define RSEQ_HAS_AREA()	(rseq_offset != 0)
@@ -131,7 +138,25 @@ static inline struct rseq_abi *rseq_get_abi(void)
  * must hold). On x86 one %fs-relative (x86_64) or %gs-relative (i386)
  * load, without a separate read of the thread pointer; volatile, since
  * the kernel changes the fields. */
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(RSEQ_GET_ABI_OVERRIDE)
+/* The sanitizers instrument a %fs-relative load as an ordinary one (and
+ * fault on the shadow of the small offset): they get the asm load. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RSEQ_AREA_NO_SEG_FS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define RSEQ_AREA_NO_SEG_FS 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__SEG_FS) && !defined(__STRICT_ANSI__) && \
+	!defined(__cplusplus) && !defined(RSEQ_GET_ABI_OVERRIDE) && !defined(RSEQ_AREA_NO_SEG_FS)
+/* A C load through GCC's (and clang's) %fs address space: the compiler
+ * may fold it into what uses the value (a movslq that sign-extends the
+ * CPU number for indexing, say), which an asm statement prevents. */
+#define RSEQ_AREA_READ_U32(field)						\
+	(*(volatile __seg_fs const uint32_t *)((uintptr_t)rseq_offset +	\
+		offsetof(struct rseq_abi, field)))
+#elif (defined(__x86_64__) || defined(__i386__)) && !defined(RSEQ_GET_ABI_OVERRIDE)
 #if defined(__x86_64__)
 #define RSEQ_AREA_SEGMENT "%%fs"
 #else

@@ -22,6 +22,7 @@ const uint32_t *rseq_cpu_op_owner_word(int cpu, unsigned int word)
 
 #if defined(__x86_64__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_ALWAYS_AN_AREA 1
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi() - (uintptr_t)rseq_thread_pointer())
@@ -61,19 +62,19 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -85,10 +86,10 @@ rseq_arch_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, 
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv] "r" (newv)
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -146,19 +147,19 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -170,10 +171,10 @@ rseq_arch_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, 
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv] "r" (newv)
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -229,24 +230,24 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	movq (%[v]), %%rcx\n"
+		"	movq %[v], %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[eq]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	movq (%[v]), %%rcx\n"
+		"	movq %[v], %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[error2]\n"
 #endif
-		"	movq %%rcx, (%[load])\n"
+		"	movq %%rcx, %[load]\n"
 		"	addq %[voffp], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
-		"	movq %%rcx, (%[v])\n"
+		"	movq %%rcx, %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -258,11 +259,11 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(uintptr_t area, const ui
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expectnot] "r" (expectnot),
-		  [load] "r" (load),
-		  [voffp] "r" (voffp)
+		  [load] "m" (*load),
+		  [voffp] "er" (voffp)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
 		  RSEQ_INJECT_CLOBBER
@@ -320,24 +321,24 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	movq (%[v]), %%rcx\n"
+		"	movq %[v], %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[eq]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	movq (%[v]), %%rcx\n"
+		"	movq %[v], %%rcx\n"
 		"	cmpq %%rcx, %[expectnot]\n"
 		"	je %l[error2]\n"
 #endif
-		"	movq %%rcx, (%[load])\n"
+		"	movq %%rcx, %[load]\n"
 		"	addq %[voffp], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
-		"	movq %%rcx, (%[v])\n"
+		"	movq %%rcx, %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(5)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -349,11 +350,11 @@ rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(uintptr_t area, const ui
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expectnot] "r" (expectnot),
-		  [load] "r" (load),
-		  [voffp] "r" (voffp)
+		  [load] "m" (*load),
+		  [voffp] "er" (voffp)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
 		  RSEQ_INJECT_CLOBBER
@@ -403,14 +404,14 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
 #endif
-		"	addq %[count], (%[v])\n"
+		"	addq %[count], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -422,9 +423,9 @@ rseq_arch_load_add_store_relaxed_cpu_id(uintptr_t area, const uint32_t *owner, i
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [count] "r" (count),
-		  [v] "r" (v)
+		  [owner] "m" (*owner),
+		  [count] "er" (count),
+		  [v] "m" (*v)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -471,14 +472,14 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
 #endif
-		"	addq %[count], (%[v])\n"
+		"	addq %[count], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(4)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -490,9 +491,9 @@ rseq_arch_load_add_store_relaxed_mm_cid(uintptr_t area, const uint32_t *owner, i
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [count] "r" (count),
-		  [v] "r" (v)
+		  [owner] "m" (*owner),
+		  [count] "er" (count),
+		  [v] "m" (*v)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -537,14 +538,14 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
 #endif
-		"	movq (%[ptr]), %%rcx\n"
+		"	movq %[ptr], %%rcx\n"
 		"	addq %[off], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	addq %[inc], (%%rcx)\n"
@@ -559,10 +560,10 @@ rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(uintptr_t area, const uint
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [ptr] "r" (ptr),
-		  [off] "r" (off),
-		  [inc] "r" (inc)
+		  [owner] "m" (*owner),
+		  [ptr] "m" (*ptr),
+		  [off] "er" (off),
+		  [inc] "er" (inc)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
 		  RSEQ_INJECT_CLOBBER
@@ -609,14 +610,14 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
 #endif
-		"	movq (%[ptr]), %%rcx\n"
+		"	movq %[ptr], %%rcx\n"
 		"	addq %[off], %%rcx\n"
 		"	movq (%%rcx), %%rcx\n"
 		"	addq %[inc], (%%rcx)\n"
@@ -631,10 +632,10 @@ rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(uintptr_t area, const uint
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [ptr] "r" (ptr),
-		  [off] "r" (off),
-		  [inc] "r" (inc)
+		  [owner] "m" (*owner),
+		  [ptr] "m" (*ptr),
+		  [off] "er" (off),
+		  [inc] "er" (inc)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx"
 		  RSEQ_INJECT_CLOBBER
@@ -685,21 +686,21 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv2], (%[v2])\n"
+		"	movq %[newv2], %[v2]\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -711,12 +712,12 @@ rseq_arch_load_cbne_store_store_relaxed_cpu_id(uintptr_t area, const uint32_t *o
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv2] "r" (newv2),
-		  [v2] "r" (v2),
-		  [newv] "r" (newv)
+		  [newv2] "er" (newv2),
+		  [v2] "m" (*v2),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -774,21 +775,21 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv2], (%[v2])\n"
+		"	movq %[newv2], %[v2]\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -800,12 +801,12 @@ rseq_arch_load_cbne_store_store_relaxed_mm_cid(uintptr_t area, const uint32_t *o
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv2] "r" (newv2),
-		  [v2] "r" (v2),
-		  [newv] "r" (newv)
+		  [newv2] "er" (newv2),
+		  [v2] "m" (*v2),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -861,21 +862,21 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv2], (%[v2])\n"
+		"	movq %[newv2], %[v2]\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -887,12 +888,12 @@ rseq_arch_load_cbne_store_store_release_cpu_id(uintptr_t area, const uint32_t *o
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv2] "r" (newv2),
-		  [v2] "r" (v2),
-		  [newv] "r" (newv)
+		  [newv2] "er" (newv2),
+		  [v2] "m" (*v2),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -950,21 +951,21 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
-		"	movq %[newv2], (%[v2])\n"
+		"	movq %[newv2], %[v2]\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -976,12 +977,12 @@ rseq_arch_load_cbne_store_store_release_mm_cid(uintptr_t area, const uint32_t *o
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [newv2] "r" (newv2),
-		  [v2] "r" (v2),
-		  [newv] "r" (newv)
+		  [newv2] "er" (newv2),
+		  [v2] "m" (*v2),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -1040,24 +1041,24 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
-		"	cmpq (%[v2]), %[expect2]\n"
+		"	cmpq %[v2], %[expect2]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(5)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
-		"	cmpq (%[v2]), %[expect2]\n"
+		"	cmpq %[v2], %[expect2]\n"
 		"	jnz %l[error3]\n"
 #endif
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1069,12 +1070,12 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(uintptr_t area, const uint32_
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [v2] "r" (v2),
+		  [v2] "m" (*v2),
 		  [expect2] "r" (expect2),
-		  [newv] "r" (newv)
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -1138,24 +1139,24 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
-		"	cmpq (%[v2]), %[expect2]\n"
+		"	cmpq %[v2], %[expect2]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(5)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
-		"	cmpq (%[v2]), %[expect2]\n"
+		"	cmpq %[v2], %[expect2]\n"
 		"	jnz %l[error3]\n"
 #endif
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1167,12 +1168,12 @@ rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(uintptr_t area, const uint32_
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
-		  [v2] "r" (v2),
+		  [v2] "m" (*v2),
 		  [expect2] "r" (expect2),
-		  [newv] "r" (newv)
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax"
 		  RSEQ_INJECT_CLOBBER
@@ -1231,16 +1232,16 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
 		"	movq %[src], %%rsi\n"
@@ -1268,7 +1269,7 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		"	jnz 22b\n"
 		"9:\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1280,13 +1281,13 @@ rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
 		  [src] "r" (src),
 		  [dst] "r" (dst),
-		  [len] "r" (len),
-		  [newv] "r" (newv)
+		  [len] "er" (len),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
 		  RSEQ_INJECT_CLOBBER
@@ -1344,16 +1345,16 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
 		"	movq %[src], %%rsi\n"
@@ -1381,7 +1382,7 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		"	jnz 22b\n"
 		"9:\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1393,13 +1394,13 @@ rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
 		  [src] "r" (src),
 		  [dst] "r" (dst),
-		  [len] "r" (len),
-		  [newv] "r" (newv)
+		  [len] "er" (len),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
 		  RSEQ_INJECT_CLOBBER
@@ -1455,16 +1456,16 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		RSEQ_INJECT_ASM(2)
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:4(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
 		"	movq %[src], %%rsi\n"
@@ -1492,7 +1493,7 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		"	jnz 22b\n"
 		"9:\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1504,13 +1505,13 @@ rseq_arch_load_cbne_memcpy_store_release_cpu_id(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
 		  [src] "r" (src),
 		  [dst] "r" (dst),
-		  [len] "r" (len),
-		  [newv] "r" (newv)
+		  [len] "er" (len),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
 		  RSEQ_INJECT_CLOBBER
@@ -1568,16 +1569,16 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	jnz 6f\n"
 		"	cmpl $0, %%fs:4(%[area])\n"
 		"	jl 6f\n"
-		"	cmpl $0, (%[owner])\n"
+		"	cmpl $0, %[owner]\n"
 		"	jnz 6f\n"
 		RSEQ_INJECT_ASM(3)
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[ne]\n"
 		RSEQ_INJECT_ASM(4)
 #ifdef RSEQ_COMPARE_TWICE
 		"	cmpl %k[cpu], %%fs:24(%[area])\n"
 		"	jnz %l[error1]\n"
-		"	cmpq (%[v]), %[expect]\n"
+		"	cmpq %[v], %[expect]\n"
 		"	jnz %l[error2]\n"
 #endif
 		"	movq %[src], %%rsi\n"
@@ -1605,7 +1606,7 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		"	jnz 22b\n"
 		"9:\n"
 		RSEQ_INJECT_ASM(5)
-		"	movq %[newv], (%[v])\n"
+		"	movq %[newv], %[v]\n"
 		"5:\n"
 		RSEQ_INJECT_ASM(6)
 		"	.pushsection __rseq_failure, \"ax\"\n"
@@ -1617,13 +1618,13 @@ rseq_arch_load_cbne_memcpy_store_release_mm_cid(uintptr_t area, const uint32_t *
 		: /* no outputs */
 		: [area] "r" (area),
 		  [cpu] "r" (cpu),
-		  [owner] "r" (owner),
-		  [v] "r" (v),
+		  [owner] "m" (*owner),
+		  [v] "m" (*v),
 		  [expect] "r" (expect),
 		  [src] "r" (src),
 		  [dst] "r" (dst),
-		  [len] "r" (len),
-		  [newv] "r" (newv)
+		  [len] "er" (len),
+		  [newv] "er" (newv)
 		  RSEQ_INJECT_INPUT
 		: "memory", "cc", "rax", "rcx", "rsi", "rdi"
 		  RSEQ_INJECT_CLOBBER
@@ -1648,6 +1649,7 @@ error2:
 }
 #elif defined(__aarch64__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_ALWAYS_AN_AREA 0
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi())
@@ -3306,6 +3308,7 @@ error2:
 }
 #elif defined(__i386__)
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_ALWAYS_AN_AREA 0
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi() - (uintptr_t)rseq_thread_pointer())
@@ -5026,6 +5029,7 @@ error2:
 }
 #elif defined(__riscv) && __riscv_xlen == 64
 #define RSEQ_ARCH_HAS_SEQUENCES 1
+#define RSEQ_ARCH_ALWAYS_AN_AREA 0
 #define rseq_arch_has_load_add_load_load_add_store
 #ifdef RSEQ_GET_ABI_OVERRIDE
 #define RSEQ_ARCH_AREA() ((uintptr_t)rseq_get_abi())
@@ -6701,11 +6705,11 @@ int rseq_load_cbne_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode percpu
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, newv);
 		} else {
@@ -6726,11 +6730,11 @@ int rseq_load_cbeq_store_add_load_store__ptr(enum rseq_mo rseq_mo, enum rseq_per
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbeq_store_add_load_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expectnot, voffp, load);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbeq_store_add_load_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expectnot, voffp, load);
 		} else {
@@ -6751,11 +6755,11 @@ int rseq_load_add_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode percpu_
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_add_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, count);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_add_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, count);
 		} else {
@@ -6776,11 +6780,11 @@ int rseq_load_add_load_load_add_store__ptr(enum rseq_mo rseq_mo, enum rseq_percp
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_add_load_load_add_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, ptr, off, inc);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_add_load_load_add_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, ptr, off, inc);
 		} else {
@@ -6801,11 +6805,11 @@ int rseq_load_cbne_store_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode 
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, v2, newv2, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, v2, newv2, newv);
 		} else {
@@ -6813,11 +6817,11 @@ int rseq_load_cbne_store_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode 
 		}
 	} else if (rseq_mo == RSEQ_MO_RELEASE) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_store_release_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, v2, newv2, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_store_store_release_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, v2, newv2, newv);
 		} else {
@@ -6838,11 +6842,11 @@ int rseq_load_cbne_load_cbne_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_m
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_load_cbne_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, v2, expect2, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_load_cbne_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, v2, expect2, newv);
 		} else {
@@ -6863,11 +6867,11 @@ int rseq_load_cbne_memcpy_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode
 
 	if (rseq_mo == RSEQ_MO_RELAXED) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_memcpy_store_relaxed_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, dst, src, len, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_memcpy_store_relaxed_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, dst, src, len, newv);
 		} else {
@@ -6875,11 +6879,11 @@ int rseq_load_cbne_memcpy_store__ptr(enum rseq_mo rseq_mo, enum rseq_percpu_mode
 		}
 	} else if (rseq_mo == RSEQ_MO_RELEASE) {
 		if (percpu_mode == RSEQ_PERCPU_CPU_ID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_memcpy_store_release_cpu_id(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_CPU_ID), cpu, v, expect, dst, src, len, newv);
 		} else if (percpu_mode == RSEQ_PERCPU_MM_CID) {
-			if (rseq_unlikely(!rseq_offset))
+			if (!RSEQ_ARCH_ALWAYS_AN_AREA && rseq_unlikely(!rseq_offset))
 				return rseq_abort_slow_path();
 			__ret = rseq_arch_load_cbne_memcpy_store_release_mm_cid(RSEQ_ARCH_AREA(), rseq_cpu_op_owner_word(cpu, RSEQ_CPU_OP_WORD_MM_CID), cpu, v, expect, dst, src, len, newv);
 		} else {

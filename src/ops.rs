@@ -125,7 +125,7 @@ fn finish(code: i32) -> Result {
 /// The slow path of every abort: counts it, fires the `rseq:abort` probe,
 /// registers the thread if automatic registration applies, and lets a
 /// cpu-op holding the caller's CPU finish first
-/// ([`crate::owner::wait_for_holder_of_current`]).
+/// (`owner::wait_for_holder_of_current`).
 ///
 /// `extern "C"` makes it a call that cannot unwind (a panic inside aborts
 /// the process), so that the fast paths calling it need no landing pad

@@ -3,8 +3,10 @@
  * Registration: the exported data symbols in each ownership mode,
  * explicit register/unregister (nesting, EINVAL, automatic registration
  * again afterwards), automatic registration of threads that never call
- * register, unregistration by the library when a thread exits, many
- * short-lived threads, and rseq_available().
+ * register (lazily, on their first use), threads still registered in
+ * later key destructors (the library does not unregister at exit) and
+ * new threads on a reused stack block unregistered, many short-lived
+ * threads, and rseq_available().
  *
  * Runs in both modes: glibc owning registration (the default with glibc
  * 2.35+) and the library owning it (GLIBC_TUNABLES=glibc.pthread.rseq=0).

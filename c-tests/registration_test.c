@@ -3,8 +3,10 @@
  * Registration: the exported data symbols in each ownership mode,
  * explicit register/unregister (nesting, EINVAL, automatic registration
  * again afterwards), automatic registration of threads that never call
- * register, unregistration by the library when a thread exits, many
- * short-lived threads, and rseq_available().
+ * register (lazily, on their first use), threads still registered in
+ * later key destructors (the library does not unregister at exit) and
+ * new threads on a reused stack block unregistered, many short-lived
+ * threads, and rseq_available().
  *
  * Runs in both modes: glibc owning registration (the default with glibc
  * 2.35+) and the library owning it (GLIBC_TUNABLES=glibc.pthread.rseq=0).
@@ -272,10 +274,11 @@ static void *auto_thread(void *arg)
 	return NULL;
 }
 
-/* Threads from the library's pthread_create start registered in both
- * modes; threads from glibc's own (bypassing the interposer) start
- * unregistered when the library owns registration, and get registered on
- * their first operation. */
+/* New threads start registered when glibc owns registration; when the
+ * library owns it they start unregistered, from the library's
+ * pthread_create or from glibc's own (registration is lazy: a thread that
+ * never uses rseq costs no system call), and get registered on their first
+ * operation. */
 static void test_automatic_registration(int bypass)
 {
 	pthread_t t[AUTO_THREADS];
@@ -295,7 +298,7 @@ static void test_automatic_registration(int bypass)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&auto_barrier);
 	for (int i = 0; i < AUTO_THREADS; i++) {
-		if (libc_owns || !bypass ? res[i].cpu_before < 0 : res[i].cpu_before != -1)
+		if (libc_owns ? res[i].cpu_before < 0 : res[i].cpu_before != -1)
 			before_ok = 0;
 		if (res[i].cpu_after_first < 0)
 			after_ok = 0;
@@ -307,10 +310,9 @@ static void test_automatic_registration(int bypass)
 	     bypass ? "glibc's pthread_create" : "pthread_create", AUTO_THREADS, AUTO_ITERS, now() - t0, aborts);
 	if (libc_owns)
 		ok(before_ok, "auto: glibc registered every new thread before it ran");
-	else if (!bypass)
-		ok(before_ok, "auto: library owns: its pthread_create registered every new thread before it ran");
 	else
-		ok(before_ok, "auto: library owns: threads from glibc's own pthread_create start unregistered (cpu_id -1)");
+		ok(before_ok, "auto: library owns: threads from %s start unregistered (cpu_id -1)",
+		   bypass ? "glibc's own pthread_create" : "the library's pthread_create");
 	ok(after_ok, "auto: every thread is registered after its first operation");
 	ok(stuck == 0, "auto: no operation got stuck (%ld)", stuck);
 	ok(sum == (intptr_t)AUTO_THREADS * AUTO_ITERS, "auto: exact total %ld (expected %ld)",
@@ -320,23 +322,28 @@ static void test_automatic_registration(int bypass)
 
 /* ---------------------------------------------------------------------- */
 
-/* Created in main(), after the library's constructor created its own
- * key: glibc runs key destructors in creation order, so this one runs
- * after the library's thread-exit destructor. */
+/* A key destructor of the program, run when each test thread exits:
+ * the thread is still registered there (the library does not unregister
+ * at exit: see src/registration.rs) and can use rseq. */
 static pthread_key_t probe_key;
 static _Atomic int probe_cpu_at_exit = -100;
 static _Atomic int probe_ran;
+static _Atomic long probe_add = -100;
+static struct counter *probe_counters;
 
 static void probe_destructor(void *value)
 {
 	(void)value;
 	atomic_store(&probe_cpu_at_exit, rseq_current_cpu_raw());
+	atomic_store(&probe_add, percpu_add(probe_counters, 1));
 	atomic_fetch_add(&probe_ran, 1);
 }
 
 struct exit_args {
 	int explicit_register;
 	int cpu_in_thread;
+	int cpu_at_start;
+	struct rseq_abi *area;
 };
 
 static void *exit_thread(void *arg)
@@ -344,6 +351,8 @@ static void *exit_thread(void *arg)
 	struct exit_args *a = arg;
 	struct counter *c = alloc_counters();
 
+	a->cpu_at_start = rseq_current_cpu_raw();
+	a->area = rseq_get_abi();
 	if (a->explicit_register && rseq_register_current_thread())
 		a->cpu_in_thread = -100;
 	if (percpu_add(c, 1) < 0)
@@ -355,29 +364,52 @@ static void *exit_thread(void *arg)
 	return NULL;
 }
 
+/* Threads exit registered; the next thread, which glibc's stack cache
+ * gives the same stack block (and TLS) again, starts unregistered
+ * (glibc initialises its TLS again) when the library owns registration. */
 static void test_thread_exit(void)
 {
-	for (int explicit_register = 0; explicit_register <= 1; explicit_register++) {
-		const char *how = explicit_register ? "explicitly registered" : "automatically registered";
-		struct exit_args a = { explicit_register, 0 };
-		pthread_t t;
+	struct rseq_abi *prev_area = NULL;
+	int reused = 0, fresh_ok = 1, rounds = 0;
 
-		atomic_store(&probe_cpu_at_exit, -100);
-		atomic_store(&probe_ran, 0);
-		if (pthread_create(&t, NULL, exit_thread, &a))
-			bail_out("pthread_create");
-		pthread_join(t, NULL);
-		ok(a.cpu_in_thread >= 0 && atomic_load(&probe_ran) == 1,
-		   "exit (%s): the thread used rseq (cpu_id %d) and its key destructor ran", how, a.cpu_in_thread);
-		if (libc_owns) {
-			diag("exit (%s): cpu_id seen by a later key destructor: %d", how, atomic_load(&probe_cpu_at_exit));
-			skip(1, "glibc owns registration: glibc unregisters the thread itself");
-		} else {
-			ok(atomic_load(&probe_cpu_at_exit) == -1,
-			   "exit (%s): the library unregistered the thread before later key destructors (cpu_id %d)",
-			   how, atomic_load(&probe_cpu_at_exit));
+	probe_counters = alloc_counters();
+	for (int round = 0; round < 4; round++) {
+		for (int explicit_register = 0; explicit_register <= 1; explicit_register++) {
+			const char *how = explicit_register ? "explicitly registered" : "automatically registered";
+			struct exit_args a = { explicit_register, 0, -100, NULL };
+			pthread_t t;
+
+			atomic_store(&probe_cpu_at_exit, -100);
+			atomic_store(&probe_ran, 0);
+			atomic_store(&probe_add, -100);
+			if (pthread_create(&t, NULL, exit_thread, &a))
+				bail_out("pthread_create");
+			pthread_join(t, NULL);
+			rounds++;
+			if (a.area == prev_area)
+				reused++;
+			prev_area = a.area;
+			if (!libc_owns && a.cpu_at_start != -1)
+				fresh_ok = 0;
+			if (round)
+				continue;
+			ok(a.cpu_in_thread >= 0 && atomic_load(&probe_ran) == 1,
+			   "exit (%s): the thread used rseq (cpu_id %d) and its key destructor ran", how,
+			   a.cpu_in_thread);
+			ok(atomic_load(&probe_cpu_at_exit) >= 0 && atomic_load(&probe_add) >= 0,
+			   "exit (%s): still registered in a later key destructor, which can use rseq (cpu_id %d, add %ld)",
+			   how, atomic_load(&probe_cpu_at_exit), atomic_load(&probe_add));
 		}
 	}
+	ok(sum_counters(probe_counters) == rounds, "exit: the key destructors' increments are exact (%ld of %d)",
+	   (long)sum_counters(probe_counters), rounds);
+	ok(reused > 0, "exit: glibc's stack cache gave %d of %d threads the previous thread's TLS block", reused,
+	   rounds - 1);
+	if (libc_owns)
+		skip(1, "glibc owns registration: glibc registers every new thread");
+	else
+		ok(fresh_ok, "exit: every new thread, on a reused TLS block or not, starts unregistered (cpu_id -1)");
+	free(probe_counters);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -439,8 +471,7 @@ int main(void)
 	pthread_t t;
 	double t0 = now();
 
-	/* Create the probe key first thing: after the library's constructor,
-	 * before any thread. */
+	/* The probe key: a key destructor of the program. */
 	if (pthread_key_create(&probe_key, probe_destructor))
 		bail_out("pthread_key_create");
 	plan_no_plan();

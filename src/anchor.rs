@@ -24,7 +24,9 @@
 //! - never registers threads itself: when glibc registers them, both
 //!   copies use glibc's area; when the first copy does, the later one
 //!   uses the first copy's area (same offset from the thread pointer in
-//!   every thread), as it would use glibc's;
+//!   every thread), as it would use glibc's, and asks the first copy to
+//!   register a thread (its slow path and explicit register/unregister
+//!   calls go to the first copy's registration entry);
 //! - stores nothing into data symbols that are the first copy's (the
 //!   `-rdynamic` case), and the first copy's values into its own.
 //!
@@ -60,7 +62,10 @@ pub struct Anchor {
     pub flags_sym: u64,
     /// Address of its fork page (`cpu_op::engine`), 0 if none.
     pub fork_page: u64,
-    _spare: [u64; 1],
+    /// Address of its `registration::foreign_registration` (0 in copies
+    /// that predate it), through which a later copy registers threads in
+    /// this copy's area.
+    pub register: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<Anchor>() == 12 * 8);

@@ -100,9 +100,11 @@ ptrdiff_t rseq_impl_idle_area_offset(void)
 }
 #endif
 
-/* Private per-thread registration state (never kernel-owned memory). */
+/* Private per-thread registration state (never kernel-owned memory),
+ * updated with atomic read-modify-write operations (8-aligned for them on
+ * 32-bit targets too). */
 static __thread uint64_t rseq_impl_thread_state
-	__attribute__((tls_model("initial-exec")));
+	__attribute__((tls_model("initial-exec"), aligned(8)));
 
 __attribute__((visibility("hidden")))
 ptrdiff_t rseq_impl_area_offset(void)
@@ -195,25 +197,6 @@ __asm__(".pushsection .note.rseq_impl,\"aR\",%note\n"
 	".balign 4\n"
 	".long rseq_impl_anchor - .\n"
 	".popsection\n");
-
-/* The start routine of threads created through the library's interposed
- * pthread_create (src/capi/interpose.rs), in C so that glibc's forced
- * unwinding (pthread_exit, cancellation) in the thread's routine passes
- * through it exactly as through glibc's own start_thread. The Rust side
- * registers the thread and frees the start record first. */
-struct rseq_impl_start {
-	void (*take)(void *start, void *(**routine)(void *), void **arg);
-};
-
-__attribute__((visibility("hidden")))
-void *rseq_impl_registered_start(void *start)
-{
-	void *(*routine)(void *);
-	void *arg;
-
-	((struct rseq_impl_start *)start)->take(start, &routine, &arg);
-	return routine(arg);
-}
 
 /* glibc's pthread_create under its internal name, for a fully static
  * program, where dlsym(RTLD_NEXT) finds nothing. Weak: a dynamic libc does

@@ -29,19 +29,50 @@
 //!
 //! # Automatic registration
 //!
-//! When the library owns registration, every thread gets registered
-//! without calling anything: the thread that loads the library in the
-//! constructor; threads created with `pthread_create` (which the library
-//! interposes when it comes before libc in the symbol search order: linked
-//! normally, or `LD_PRELOAD`) before their start routine runs; and any
-//! other thread (created before a `dlopen`, or without `pthread_create`)
-//! on its first slow path: a critical section that aborts because the
-//! thread is not registered, a CPU-number query that finds no CPU, or an
-//! explicit register call. A
-//! thread-specific-data destructor unregisters the thread when it exits,
-//! so the kernel never writes into a freed TLS block. Explicit
-//! register/unregister calls nest on top of that (see
+//! When the library owns registration, threads get registered without
+//! calling anything, lazily: the thread that loads the library in the
+//! constructor, and every other thread on its first slow path (a critical
+//! section that aborts because the thread's area reads `cpu_id` -1, a
+//! CPU-number query that finds no CPU, `rseq_init()`, or an explicit
+//! register call). A thread that never uses the library makes no system
+//! call for it; one that does makes one (`rseq()`), and none at exit.
+//! Explicit register/unregister calls nest on top of that (see
 //! [`register_current_thread`]).
+//!
+//! # Why there is no unregistration at thread exit
+//!
+//! The area is initial-exec TLS, which glibc allocates with the thread's
+//! descriptor in the thread's stack block, exactly like glibc's own rseq
+//! area (which glibc never unregisters either). The kernel writes the area
+//! only on the way back to user space; a thread on its way out never goes
+//! back once the kernel has cleared its tid (`CLONE_CHILD_CLEARTID`,
+//! late in `exit`), and glibc neither frees nor hands a stack block to a
+//! new thread before that tid reads 0. A reused block gets its TLS
+//! initialised again (`cpu_id` -1, thread state 0) for its new thread. So
+//! the area stays valid for every write the kernel can make, and the
+//! thread stays registered through every TLS and thread-specific-data
+//! destructor, which may therefore use rseq. Fork children inherit the
+//! registration of the forking thread with a copy of its TLS; `exec`
+//! drops the registration with the address space; the library is
+//! `NODELETE`, so `dlclose` never frees its TLS.
+//!
+//! # Signal handlers
+//!
+//! A signal handler may use rseq (and so register, or call explicit
+//! register/unregister) at any point of the interrupted thread's own
+//! registration code. No signal is blocked for that (it would cost two
+//! `rt_sigprocmask` calls per change): the per-thread state word is
+//! updated only with atomic read-modify-write operations (a signal cannot
+//! split them); a handler that registers the thread first makes the
+//! interrupted `rseq()` answer EBUSY, which counts as success; an explicit
+//! register takes its reference before the system call, so that a nested
+//! register/unregister pair in a handler cannot unregister underneath it;
+//! an unregistration that a nested handler already did (EINVAL, with the
+//! area now reading -1) counts as done. The one exception is the first
+//! successful registration of the process: `rseq_size` must become
+//! non-zero before any section of the registered thread runs (the cpu-op
+//! fence relies on it, see `cpu_op::fence`), so until then registration
+//! runs with signals blocked.
 //!
 //! `RSEQ_AUTO_REGISTER=0` in the environment ([`AUTO_REGISTER_ENV`])
 //! turns all of that off, for librseq's exact behaviour: only explicit
@@ -49,9 +80,16 @@
 //! failed registration leaves the area's `cpu_id` at -1, as librseq's
 //! does; the failure is remembered in the thread's own state so that the
 //! slow path does not retry it on every abort.
+//!
+//! # Several copies of the library
+//!
+//! A copy loaded after another copy that owns registration never
+//! registers by itself: it uses the first copy's area, and its slow path
+//! and explicit calls go to the first copy's `foreign_registration`
+//! (found through the anchor, see `crate::anchor`).
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::abi;
@@ -103,8 +141,10 @@ static INIT: Once = Once::new();
 static REGISTER_LEN: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_ALLOC_SIZE);
 /// `rseq_size` once a thread has registered the library's own area.
 static REGISTERED_SIZE: AtomicU32 = AtomicU32::new(abi::ORIG_RSEQ_FEATURE_SIZE);
-/// Key whose destructor unregisters exiting threads (`u32::MAX`: none).
-static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The registration entry of the copy of the library that owns
+/// registration, when that is another copy (see [`foreign_registration`]);
+/// 0 otherwise.
+static FOREIGN: AtomicUsize = AtomicUsize::new(0);
 /// Automatic registration (on unless [`AUTO_REGISTER_ENV`] is `0`).
 static AUTO: AtomicU8 = AtomicU8::new(1);
 
@@ -126,7 +166,7 @@ extern "C" {
     fn rseq_impl_area_offset() -> isize;
     fn rseq_impl_area_size() -> u32;
     fn rseq_impl_area_align() -> u32;
-    fn rseq_impl_thread_state_ptr() -> *mut u64;
+    fn rseq_impl_thread_state_ptr() -> *mut AtomicU64;
 }
 
 /// Who currently owns registration.
@@ -282,6 +322,7 @@ fn init_once() {
                 rseq_size.store(a.registered_size as u32, Ordering::SeqCst);
                 rseq_offset.store(a.offset as isize, Ordering::Release);
             }
+            FOREIGN.store(a.register as usize, Ordering::Release);
             OWNER.store(Owner::Libc as u8, Ordering::Release);
             crate::cpu_op::on_init(a.fork_page as usize);
             return;
@@ -305,6 +346,7 @@ fn init_once() {
             a.size_sym = rseq_size.as_ptr() as usize as u64;
             a.flags_sym = rseq_flags.as_ptr() as usize as u64;
             a.fork_page = crate::cpu_op::fork_page() as u64;
+            a.register = foreign_registration as ForeignRegistration as usize as u64;
         });
     }
 }
@@ -338,7 +380,6 @@ fn init_registration() {
             if kernel_lacks_mm_cid(size) {
                 crate::owner::shut_out_mm_cid();
             }
-            create_exit_key();
             rseq_flags.store(0, Ordering::Relaxed);
             rseq_size.store(0, Ordering::Relaxed);
             OWNER.store(Owner::Library as u8, Ordering::Release);
@@ -355,15 +396,6 @@ fn init_registration() {
 /// tests) keep working.
 fn kernel_lacks_mm_cid(size: u32) -> bool {
     size < abi::MM_CID_FEATURE_END && sys::rseq_probe() == Errno(libc::EINVAL)
-}
-
-fn create_exit_key() {
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: `key` is a valid out-pointer; `thread_exit` has the
-    // destructor signature pthread expects and never unwinds.
-    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
-        EXIT_KEY.store(key, Ordering::Release);
-    }
 }
 
 /// The library's constructor: initialise, then register the loading
@@ -400,11 +432,12 @@ extern "C" fn unload() {
 static UNLOAD: extern "C" fn() = unload;
 
 /// Per-thread registration state, kept in the library's own static TLS
-/// (never in kernel-owned fields of the area).
-struct ThreadState(*mut u64);
+/// (never in kernel-owned fields of the area). Only the owning thread and
+/// its signal handlers touch it, always with atomic read-modify-write
+/// operations, so that a handler's update is never lost.
+struct ThreadState(&'static AtomicU64);
 
 const REFS_MASK: u64 = 0xffff_ffff;
-const EXIT_HOOK_ARMED: u64 = 1 << 32;
 /// The last registration attempt of this thread failed: the slow path
 /// does not retry it (the area's cpu_id stays -1, as librseq leaves it).
 const REGISTRATION_FAILED: u64 = 1 << 33;
@@ -412,28 +445,42 @@ const REGISTRATION_FAILED: u64 = 1 << 33;
 impl ThreadState {
     fn current() -> ThreadState {
         // SAFETY: plain accessor of area.c; the pointer is the calling
-        // thread's initial-exec TLS word, valid for the thread's life.
-        ThreadState(unsafe { rseq_impl_thread_state_ptr() })
+        // thread's initial-exec TLS word (8-aligned), valid for the
+        // thread's life; other threads never access it.
+        ThreadState(unsafe { &*rseq_impl_thread_state_ptr() })
     }
     fn get(&self) -> u64 {
-        // SAFETY: only the owning thread touches its state word; signals
-        // are blocked around every update.
-        unsafe { *self.0 }
+        self.0.load(Ordering::Relaxed)
     }
-    fn set(&self, v: u64) {
-        // SAFETY: as in `get`.
-        unsafe { *self.0 = v }
+    fn set_flags(&self, flags: u64) {
+        self.0.fetch_or(flags, Ordering::Relaxed);
     }
-    fn refs(&self) -> u32 {
-        (self.get() & REFS_MASK) as u32
+    fn clear_flags(&self, flags: u64) {
+        self.0.fetch_and(!flags, Ordering::Relaxed);
     }
-    fn set_refs(&self, refs: u32) {
-        self.set((self.get() & !REFS_MASK) | u64::from(refs));
+    /// Adds one explicit reference; false when the count is saturated
+    /// (then nothing was added).
+    fn take_ref(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v & REFS_MASK != REFS_MASK).then_some(v + 1)
+            })
+            .is_ok()
+    }
+    /// Drops one explicit reference (none when there is none); returns
+    /// the count before.
+    fn drop_ref(&self) -> u32 {
+        let prev = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(if v & REFS_MASK == 0 { v } else { v - 1 })
+            })
+            .unwrap_or_else(|v| v);
+        (prev & REFS_MASK) as u32
     }
 }
 
-/// Runs `f` with every signal blocked, so that a signal handler that uses
-/// rseq never observes a half-done registration change.
+/// Runs `f` with every signal blocked.
 fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     let old = sys::block_all_signals();
     let r = f();
@@ -459,8 +506,9 @@ fn sys_register(flags: i32) -> sys::Result<()> {
     if !arch::SUPPORTED {
         return Err(Errno(libc::ENOSYS));
     }
-    // SAFETY: the area is this thread's static TLS, valid until the thread
-    // exits; the exit hook unregisters it before the TLS is freed.
+    // SAFETY: the area is this thread's static TLS, valid for every write
+    // the kernel can make to it (see "Why there is no unregistration at
+    // thread exit" above).
     unsafe {
         sys::rseq(
             own_area(),
@@ -471,34 +519,39 @@ fn sys_register(flags: i32) -> sys::Result<()> {
     }
 }
 
-/// Registers the calling thread's own area (signals must be blocked).
+/// Registers the calling thread's own area unless it is registered.
 fn register_own_area(explicit: bool) -> sys::Result<()> {
     if own_cpu_id() >= 0 {
         return Ok(());
     }
+    // EBUSY: a signal handler registered the thread in the meantime.
     match sys_register(0) {
         Ok(()) | Err(Errno(libc::EBUSY)) => {
             let state = ThreadState::current();
-            state.set(state.get() & !REGISTRATION_FAILED);
+            if state.get() & REGISTRATION_FAILED != 0 {
+                state.clear_flags(REGISTRATION_FAILED);
+            }
             // SeqCst: the cpu-op fence's argument (fence.rs,
             // `rseq_possibly_registered`) is Dekker's: this store and the
             // sections' later loads of an ownership word against the
-            // engine's word RMW and its SeqCst load of rseq_size.
-            let _ = rseq_size.compare_exchange(
-                0,
-                REGISTERED_SIZE.load(Ordering::Relaxed),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
-            arm_exit_hook();
+            // engine's word RMW and its SeqCst load of rseq_size. While
+            // rseq_size is 0, signals are blocked (see `register_thread`)
+            // so that no section of this thread runs before this store.
+            if rseq_size.load(Ordering::Relaxed) == 0 {
+                let _ = rseq_size.compare_exchange(
+                    0,
+                    REGISTERED_SIZE.load(Ordering::Relaxed),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
             Ok(())
         }
         Err(e) => {
             // Remember the failure (in our own TLS, not in the area: its
             // cpu_id stays -1 as with librseq), so that the slow path does
             // not retry the system call on every abort.
-            let state = ThreadState::current();
-            state.set(state.get() | REGISTRATION_FAILED);
+            ThreadState::current().set_flags(REGISTRATION_FAILED);
             let size = rseq_size.load(Ordering::Relaxed);
             if explicit && size != 0 && size != u32::MAX {
                 // librseq: after one thread registered, a failure in
@@ -510,42 +563,38 @@ fn register_own_area(explicit: bool) -> sys::Result<()> {
     }
 }
 
-fn arm_exit_hook() {
-    let state = ThreadState::current();
-    if state.get() & EXIT_HOOK_ARMED != 0 {
-        return;
-    }
-    let key = EXIT_KEY.load(Ordering::Acquire);
-    if key == u32::MAX {
-        return;
-    }
-    // SAFETY: `key` was created by pthread_key_create; the value is only
-    // a non-NULL marker, never dereferenced.
-    if unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<c_void>()) } == 0 {
-        state.set(state.get() | EXIT_HOOK_ARMED);
-    }
-}
-
-/// Thread-exit destructor: unregister before glibc frees the TLS block.
-extern "C" fn thread_exit(_: *mut c_void) {
-    with_signals_blocked(|| {
-        let state = ThreadState::current();
-        state.set(0);
-        if owner() == Owner::Library && own_cpu_id() >= 0 {
-            let _ = sys_register(abi::RSEQ_FLAG_UNREGISTER);
-        }
-    });
-}
-
+/// Registers the calling thread (the library owns registration), counting
+/// one explicit reference if `explicit`. One `rseq()` call when the thread
+/// is not registered, none otherwise; signals are blocked only for the
+/// first registration of the process.
 fn register_thread(explicit: bool) -> sys::Result<()> {
-    with_signals_blocked(|| {
-        let r = register_own_area(explicit);
-        if r.is_ok() && explicit {
-            let state = ThreadState::current();
-            state.set_refs(state.refs().saturating_add(1));
-        }
-        r
-    })
+    let state = ThreadState::current();
+    // The reference comes first: a signal handler's register/unregister
+    // pair nested anywhere below then never drops the count to 0.
+    let counted = explicit && state.take_ref();
+    let r = if rseq_size.load(Ordering::Relaxed) == 0 {
+        with_signals_blocked(|| register_own_area(explicit))
+    } else {
+        register_own_area(explicit)
+    };
+    if r.is_err() && counted {
+        state.drop_ref();
+    }
+    r
+}
+
+/// Drops one explicit reference and unregisters the calling thread when
+/// none is left (the library owns registration).
+fn unregister_thread() -> sys::Result<()> {
+    let registered = own_cpu_id() >= 0;
+    if ThreadState::current().drop_ref() > 1 {
+        return Ok(());
+    }
+    match sys_register(abi::RSEQ_FLAG_UNREGISTER) {
+        // A signal handler nested here unregistered the thread first.
+        Err(Errno(libc::EINVAL)) if registered && own_cpu_id() < 0 => Ok(()),
+        r => r,
+    }
 }
 
 /// Registers the calling thread (librseq's `rseq_register_current_thread`).
@@ -553,16 +602,18 @@ fn register_thread(explicit: bool) -> sys::Result<()> {
 /// When glibc owns registration this succeeds without a system call.
 /// Otherwise it makes sure the thread is registered (a thread registered
 /// automatically, or by an earlier call, is not registered again, and
-/// this is no error) and counts one explicit reference, which
-/// [`unregister_current_thread`] drops. As in librseq, a failure after
-/// another thread of the process registered successfully aborts the
-/// process: the process would otherwise run with incoherent rseq support.
+/// this is no error: then no system call either) and counts one explicit
+/// reference, which [`unregister_current_thread`] drops. As in librseq, a
+/// failure after another thread of the process registered successfully
+/// aborts the process: the process would otherwise run with incoherent
+/// rseq support.
 pub fn register_current_thread() -> sys::Result<()> {
     init();
-    if owner() != Owner::Library {
-        return Ok(());
+    match owner() {
+        Owner::Library => register_thread(true),
+        Owner::Libc => foreign(FOREIGN_REGISTER),
+        _ => Ok(()),
     }
-    register_thread(true)
 }
 
 /// Unregisters the calling thread (librseq's
@@ -570,23 +621,16 @@ pub fn register_current_thread() -> sys::Result<()> {
 ///
 /// When glibc owns registration this is a no-op. Otherwise it drops one
 /// explicit reference and unregisters the thread when none is left (as
-/// the 2017 library's refcount did). A thread unregistered this way is
-/// registered again automatically the next time it needs rseq.
+/// the 2017 library's refcount did; one `rseq()` call). A thread
+/// unregistered this way is registered again automatically the next time
+/// it needs rseq.
 pub fn unregister_current_thread() -> sys::Result<()> {
     init();
-    if owner() != Owner::Library {
-        return Ok(());
+    match owner() {
+        Owner::Library => unregister_thread(),
+        Owner::Libc => foreign(FOREIGN_UNREGISTER),
+        _ => Ok(()),
     }
-    with_signals_blocked(|| {
-        let state = ThreadState::current();
-        let refs = state.refs();
-        if refs > 1 {
-            state.set_refs(refs - 1);
-            return Ok(());
-        }
-        state.set_refs(0);
-        sys_register(abi::RSEQ_FLAG_UNREGISTER)
-    })
 }
 
 /// The slow path every fast path takes when it fails: registers the
@@ -595,20 +639,58 @@ pub fn unregister_current_thread() -> sys::Result<()> {
 #[cold]
 pub fn on_slow_path() {
     init();
-    if owner() == Owner::Library
-        && auto_register()
-        && own_cpu_id() == abi::CPU_ID_UNINITIALIZED
-        && ThreadState::current().get() & REGISTRATION_FAILED == 0
-    {
-        let _ = register_thread(false);
+    match owner() {
+        Owner::Library
+            if auto_register()
+                && own_cpu_id() == abi::CPU_ID_UNINITIALIZED
+                && ThreadState::current().get() & REGISTRATION_FAILED == 0 =>
+        {
+            let _ = register_thread(false);
+        }
+        Owner::Libc => {
+            let _ = foreign(FOREIGN_SLOW_PATH);
+        }
+        _ => {}
     }
 }
 
-/// Registers a thread as it starts (from the `pthread_create`
-/// interposer), before its start routine runs.
-pub(crate) fn on_thread_start() {
-    if owner() == Owner::Library && auto_register() {
-        let _ = register_thread(false);
+/// The signature of [`foreign_registration`].
+pub(crate) type ForeignRegistration = extern "C" fn(u32) -> i32;
+const FOREIGN_SLOW_PATH: u32 = 0;
+const FOREIGN_REGISTER: u32 = 1;
+const FOREIGN_UNREGISTER: u32 = 2;
+
+/// Registration on behalf of a copy of the library loaded later (which
+/// uses this copy's area, see `crate::anchor`): `what` is 0 for the slow
+/// path, 1 for an explicit register, 2 for an explicit unregister.
+/// Returns 0 or a negative errno. Part of the ABI between copies.
+extern "C" fn foreign_registration(what: u32) -> i32 {
+    let r = match what {
+        FOREIGN_SLOW_PATH => {
+            on_slow_path();
+            Ok(())
+        }
+        FOREIGN_REGISTER => register_current_thread(),
+        FOREIGN_UNREGISTER => unregister_current_thread(),
+        _ => Err(Errno(libc::EINVAL)),
+    };
+    r.map_or_else(|e| -e.0, |()| 0)
+}
+
+/// Forwards a registration request to the copy that owns registration,
+/// when another copy does; otherwise (glibc owns) nothing to do.
+fn foreign(what: u32) -> sys::Result<()> {
+    let f = FOREIGN.load(Ordering::Acquire);
+    if f == 0 {
+        return Ok(());
+    }
+    // SAFETY: FOREIGN holds the address of the first copy's
+    // `foreign_registration`, published in its anchor; that copy is
+    // NODELETE or outlives this one (it was loaded first).
+    let f = unsafe { core::mem::transmute::<usize, ForeignRegistration>(f) };
+    match f(what) {
+        0 => Ok(()),
+        e => Err(Errno(-e)),
     }
 }
 

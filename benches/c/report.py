@@ -274,10 +274,12 @@ def compute_ratios(res):
             refs = [("sched_getcpu", same_run(res, r, "cpu_read.sched_getcpu"))]
         elif g == "registration":
             refs = [("raw", same_run(res, r, "registration.raw_syscall", mode=r.mode))]
-        elif g == "thread_create_exit" and r.workload == "thread_create_exit.rseq_op":
+        elif g == "thread_create_exit" and r.workload in ("thread_create_exit.rseq_op",
+                                                          "thread_create_exit.explicit_reg"):
             e = same_run(res, r, "thread_create_exit.empty", mode=r.mode)
             if e is not None:
                 r.ratios.append(("empty", "%+.0f ns vs empty" % (r.median - e.median)))
+                refs = [("empty", e)]
         for label, ref in refs:
             if ref is None or ref is r:
                 continue

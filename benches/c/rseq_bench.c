@@ -1771,6 +1771,24 @@ static void *thread_empty(void *arg)
 	return arg;
 }
 
+/* librseq's style: the thread registers explicitly, operates, and
+ * unregisters before it exits. */
+static void *thread_explicit_reg(void *arg)
+{
+	struct tstat st = { 0 };
+
+	if (rseq_register_current_thread())
+		__atomic_fetch_add(&thread_unregistered, 1, __ATOMIC_RELAXED);
+	lib_inc(slots, RSEQ_PERCPU_CPU_ID, &st);
+	if (have_rseq && rseq_current_cpu_raw() < 0)
+		__atomic_fetch_add(&thread_unregistered, 1, __ATOMIC_RELAXED);
+	if (rseq_unregister_current_thread())
+		__atomic_fetch_add(&thread_unregistered, 1, __ATOMIC_RELAXED);
+	if (st.aborts)
+		__atomic_fetch_add(&tstats[0].aborts, st.aborts, __ATOMIC_RELAXED);
+	return arg;
+}
+
 static void *(*volatile thread_body)(void *);
 
 static noinline void loop_thread(int tid, long iters)
@@ -1797,21 +1815,31 @@ static noinline void loop_thread_rseq(int tid, long iters)
 	loop_thread(tid, iters);
 }
 
-/* The empty and the rseq-op thread runs alternate, with the same N, so
- * that the per-run difference (the cost of the op, with its automatic
- * registration and unregistration when the library owns registration)
- * is not swamped by the drift of thread creation costs. The creator is
+static noinline void loop_thread_explicit(int tid, long iters)
+{
+	thread_body = thread_explicit_reg;
+	loop_thread(tid, iters);
+}
+
+/* The empty, rseq-op and explicit-registration thread runs alternate,
+ * with the same N, so that the per-run differences (the cost of the op,
+ * with its automatic registration when the library owns registration;
+ * and of librseq's explicit register + unregister around it) are not
+ * swamped by the drift of thread creation costs. An empty thread never
+ * touches the library (no system call from it since issue 14). The creator is
  * pinned to one CPU and its threads inherit the mask: each thread runs on
  * the creator's CPU while the creator waits in pthread_join, which removes
  * cross-CPU wake-up and placement noise. */
 static void group_thread(void)
 {
-	struct result re = { 0 }, rr = { 0 }, rd = { 0 };
+	struct result re = { 0 }, rr = { 0 }, rd = { 0 }, rx = { 0 }, rxd = { 0 };
 	double *ve = calloc((size_t)opt_runs, sizeof(double));
 	double *vr = calloc((size_t)opt_runs, sizeof(double));
 	double *vd = calloc((size_t)opt_runs, sizeof(double));
+	double *vx = calloc((size_t)opt_runs, sizeof(double));
+	double *vxd = calloc((size_t)opt_runs, sizeof(double));
 
-	if (!ve || !vr || !vd)
+	if (!ve || !vr || !vd || !vx || !vxd)
 		die("out of memory");
 	pin_to(allowed[0]);
 	reset_tstats();
@@ -1819,20 +1847,26 @@ static void group_thread(void)
 	memset(slots, 0, sizeof(*slots) * (size_t)max_nr_cpus);
 	re.iters = calibrate(1, loop_thread_empty, &re.total_ops);
 	min_of_runs(1, loop_thread_rseq, re.iters / 16 + 1, 2, &rr.total_ops);	/* warm-up */
-	rr.iters = rd.iters = re.iters;
+	rr.iters = rd.iters = rx.iters = rxd.iters = re.iters;
 	for (int i = 0; i < opt_runs; i++) {
 		uint64_t e = run_once(1, loop_thread_empty, re.iters);
 		uint64_t r = run_once(1, loop_thread_rseq, rr.iters);
+		uint64_t x = run_once(1, loop_thread_explicit, rx.iters);
 
 		re.total_ops += re.iters;
 		rr.total_ops += rr.iters;
+		rx.total_ops += rx.iters;
 		ve[i] = (double)e / (double)re.iters;
 		vr[i] = (double)r / (double)rr.iters;
+		vx[i] = (double)x / (double)rx.iters;
 		vd[i] = vr[i] - ve[i];
+		vxd[i] = vx[i] - ve[i];
 	}
 	summarize(ve, opt_runs, &re);
 	summarize(vr, opt_runs, &rr);
 	summarize(vd, opt_runs, &rd);
+	summarize(vx, opt_runs, &rx);
+	summarize(vxd, opt_runs, &rxd);
 	if (want_baselines()) {
 		long aborts = tstats[0].aborts;	/* the rseq-op threads' */
 
@@ -1842,12 +1876,16 @@ static void group_thread(void)
 	}
 	emit("thread_create_exit.rseq_op", VARIANT, 1, reg_mode, &rr);
 	emit("thread_create_exit.added_by_rseq_op", VARIANT, 1, reg_mode, &rd);
-	check(slots_sum() == rr.total_ops && !thread_unregistered,
+	emit("thread_create_exit.explicit_reg", VARIANT, 1, reg_mode, &rx);
+	emit("thread_create_exit.added_by_explicit_reg", VARIANT, 1, reg_mode, &rxd);
+	check(slots_sum() == rr.total_ops + rx.total_ops && !thread_unregistered,
 	      "thread create+exit: %lld increments of %lld, %ld threads unregistered after their op",
-	      slots_sum(), rr.total_ops, thread_unregistered);
+	      slots_sum(), rr.total_ops + rx.total_ops, thread_unregistered);
 	free(ve);
 	free(vr);
 	free(vd);
+	free(vx);
+	free(vxd);
 	restore_placement();
 }
 

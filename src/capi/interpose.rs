@@ -4,7 +4,6 @@
 use core::ffi::{c_int, c_void};
 
 use super::guard;
-use crate::registration;
 
 /// A thread start routine, as pthread_create takes it.
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
@@ -42,52 +41,11 @@ fn next_pthread_create() -> Option<PthreadCreate> {
     (p != 0).then(|| unsafe { core::mem::transmute::<usize, PthreadCreate>(p) })
 }
 
-/// What the trampoline needs to start the caller's routine (`take`
-/// first: the C trampoline reads it).
-#[repr(C)]
-struct Start {
-    take: unsafe extern "C" fn(*mut c_void, *mut Option<StartRoutine>, *mut *mut c_void),
-    routine: StartRoutine,
-    arg: *mut c_void,
-}
-
-// SAFETY: the trampoline's only precondition is the one pthread_create
-// gives every start routine (its argument is ours), so it may be "safe".
-unsafe extern "C" {
-    /// The C trampoline (`area.c`): calls `take_start`, then
-    /// the caller's routine, so that a forced unwind out of the routine
-    /// only crosses C frames.
-    safe fn rseq_impl_registered_start(start: *mut c_void) -> *mut c_void;
-}
-
-/// Called by the C trampoline in the new thread: registers it, frees the
-/// start record and gives back the caller's routine and argument.
-///
-/// # Safety
-/// `p` is the Box leaked by pthread_create below, for this thread only;
-/// the out-pointers are valid.
-unsafe extern "C" fn take_start(
-    p: *mut c_void,
-    routine: *mut Option<StartRoutine>,
-    arg: *mut *mut c_void,
-) {
-    // SAFETY: per the contract.
-    let Start {
-        routine: r, arg: a, ..
-    } = *unsafe { Box::from_raw(p.cast::<Start>()) };
-    registration::on_thread_start();
-    // SAFETY: valid out-pointers (the trampoline's locals).
-    unsafe {
-        routine.write(Some(r));
-        arg.write(a);
-    }
-}
-
-/// `pthread_create`, interposed: when the library owns rseq registration
-/// (no glibc registration), the new thread is registered before its start
-/// routine runs, so that the threads of any program get rseq, also one
-/// that knows nothing of it (`LD_PRELOAD`). Otherwise it is glibc's
-/// `pthread_create`, called directly.
+/// `pthread_create`, interposed: glibc's `pthread_create`, called
+/// directly. New threads are registered lazily, on their first use of
+/// the library (see `registration`), so that a thread that never uses rseq
+/// costs nothing; the symbol stays exported so that programs and the
+/// golden symbol list built with earlier versions see the same ABI.
 ///
 /// # Safety
 /// As `pthread_create(3)`.
@@ -102,25 +60,7 @@ pub unsafe extern "C-unwind" fn pthread_create(
         let Some(next) = next_pthread_create() else {
             return libc::EAGAIN;
         };
-        registration::init();
-        let Some(routine) =
-            routine.filter(|_| registration::owner() == registration::Owner::Library)
-        else {
-            // SAFETY: forwarded arguments.
-            return unsafe { next(thread, attr, routine, arg) };
-        };
-        let start = Box::into_raw(Box::new(Start {
-            take: take_start,
-            routine,
-            arg,
-        }));
-        let trampoline: StartRoutine = rseq_impl_registered_start;
-        // SAFETY: forwarded arguments; the trampoline takes the Box.
-        let r = unsafe { next(thread, attr, Some(trampoline), start.cast()) };
-        if r != 0 {
-            // SAFETY: the thread was not created: the Box is still ours.
-            drop(unsafe { Box::from_raw(start) });
-        }
-        r
+        // SAFETY: forwarded arguments.
+        unsafe { next(thread, attr, routine, arg) }
     })
 }

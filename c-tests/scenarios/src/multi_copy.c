@@ -52,6 +52,26 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* A thread that uses rseq only through the plugin copy: when the
+ * executable's copy owns registration, the plugin copy has it register
+ * the thread (through the executable copy's anchor), lazily. */
+static int (*plugin_init)(void), (*plugin_register)(void), (*plugin_unregister)(void);
+
+static void *plugin_only(void *arg)
+{
+	int *r = arg;
+
+	r[0] = rseq_current_cpu_raw();
+	r[1] = plugin_init();
+	r[2] = rseq_current_cpu_raw();
+	r[3] = plugin_unregister();
+	r[4] = rseq_current_cpu_raw();
+	r[5] = plugin_register();
+	r[6] = rseq_current_cpu_raw();
+	r[7] = plugin_unregister();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	enum { W = 4 };
@@ -94,6 +114,24 @@ int main(int argc, char **argv)
 		sum += counts[c * SLOT];
 	ok(sum == atomic_load(&expected), "exact total: %ld (expected %ld)", (long)sum, atomic_load(&expected));
 	ok(atomic_load(&commits) > 0, "the executable's sections commit (%ld)", atomic_load(&commits));
+	plugin_init = (int (*)(void))dlsym(h, "rseq_init");
+	plugin_register = (int (*)(void))dlsym(h, "rseq_register_current_thread");
+	plugin_unregister = (int (*)(void))dlsym(h, "rseq_unregister_current_thread");
+	if (!plugin_init || !plugin_register || !plugin_unregister)
+		bail_out("no registration functions in the plugin copy");
+	int r[8];
+	pthread_t p;
+	if (pthread_create(&p, NULL, plugin_only, r) || pthread_join(p, NULL))
+		bail_out("pthread_create");
+	if (rseq_available(RSEQ_AVAILABLE_QUERY_LIBC))
+		ok(r[0] >= 0 && r[1] == 0 && r[2] >= 0 && r[3] == 0 && r[4] >= 0 && r[5] == 0 && r[6] >= 0 && r[7] == 0,
+		   "glibc owns: a thread using only the plugin copy is registered throughout");
+	else
+		ok(r[0] == -1 && r[1] == 0 && r[2] >= 0 && r[3] == 0 && r[4] == -1 && r[5] == 0 && r[6] >= 0 &&
+			   r[7] == 0,
+		   "a thread using only the plugin copy: unregistered at first (%d), registered by the plugin's "
+		   "rseq_init (%d: %d), unregistered (%d: %d) and registered (%d: %d) by its explicit calls",
+		   r[0], r[1], r[2], r[3], r[4], r[5], r[6]);
 	(void)plugin_word;
 	(void)atomic_ops;
 	return exit_status();

@@ -266,13 +266,24 @@ struct Hold<'a> {
     mask: KernelSigset,
 }
 
+/// The signals a hold blocks: every one, or (for a vector that runs on
+/// the caller's memory directly, see [`super::fault`]) every one but
+/// SIGSEGV and SIGBUS, which a fault must be able to raise.
+fn hold_mask(faults_open: bool) -> KernelSigset {
+    if faults_open {
+        !((1 << (libc::SIGSEGV - 1)) | (1 << (libc::SIGBUS - 1)))
+    } else {
+        !0
+    }
+}
+
 impl<'a> Hold<'a> {
-    fn acquire(slot: &'a Slot, mode: PercpuMode, target: i32) -> Hold<'a> {
+    fn acquire(slot: &'a Slot, mode: PercpuMode, target: i32, block: KernelSigset) -> Hold<'a> {
         let (word, holder) = slot.word(mode);
         check_fork();
         // Before the mask: the first call of a thread fills the tid cache.
         let _ = tid();
-        let mask = sys::set_sigmask(!0);
+        let mask = sys::set_sigmask(block);
         let hold = Hold { word, holder, mask };
         if lock(word, holder) {
             count(slot, COUNT_WAITS);
@@ -316,6 +327,32 @@ pub fn target_slot(target: i32, mode: PercpuMode) -> Result<&'static Slot, Errno
 /// thread already holds the target (the only way to nest: signal
 /// handlers cannot run inside).
 pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Result<R, Errno> {
+    with_cpu_blocking(target, mode, false, f)
+}
+
+/// [`with_cpu`] for a vector that accesses the caller's memory directly
+/// under [`super::fault::call`]: SIGSEGV and SIGBUS stay open during the
+/// hold (a fault must reach the library's handler), and a SIGSEGV or
+/// SIGBUS sent meanwhile is kept and sent again after the hold
+/// ([`super::fault::DeferGuard`]), so that still no handler of the
+/// program runs inside the hold.
+pub fn with_cpu_faults_open<R>(
+    target: i32,
+    mode: PercpuMode,
+    f: impl FnOnce() -> R,
+) -> Result<R, Errno> {
+    let mut defer = super::fault::Defer::new();
+    let _kept = super::fault::DeferGuard::new(&mut defer);
+    with_cpu_blocking(target, mode, true, f)
+}
+
+fn with_cpu_blocking<R>(
+    target: i32,
+    mode: PercpuMode,
+    faults_open: bool,
+    f: impl FnOnce() -> R,
+) -> Result<R, Errno> {
+    let block = hold_mask(faults_open);
     let slot = target_slot(target, mode)?;
     if slot.word(mode).1.load(Ordering::Relaxed) == self_id() {
         return Err(Errno(libc::EDEADLK));
@@ -323,7 +360,7 @@ pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Resu
     let mut offline = cpu_fence::Offline::none();
     let mut transitions = 0u32;
     loop {
-        let hold = Hold::acquire(slot, mode, target);
+        let hold = Hold::acquire(slot, mode, target, block);
         match cpu_fence::fence(target, mode, &offline) {
             Ok(kind) => {
                 count(slot, COUNT_FENCES + kind as usize);

@@ -171,9 +171,30 @@ fn count(slot: &Slot, index: usize) {
     }
 }
 
+/// Bit of a word handed over by its holder to a waiter, fenced (see
+/// [`unlock`]): above every tid (`PID_MAX_LIMIT` is 2^22) and below the
+/// futex flag bits. The low bits count the hand-overs since the word was
+/// last free.
+pub const HANDED: u32 = 1 << 29;
+
+/// Most consecutive hand-overs before a holder releases the word to 0,
+/// giving the target's rseq sections a gap to commit in.
+pub const HANDOVER_MAX: u32 = 8;
+
+/// How a word was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The caller slept for it.
+    pub waited: bool,
+    /// Handed over fenced by the previous holder, after that many
+    /// consecutive hand-overs (the caller needs no fence); `None`: taken
+    /// free, the caller must fence.
+    pub handed: Option<u32>,
+}
+
 /// Takes an ownership word (signals blocked by the caller), sleeping
-/// while another thread holds it. Returns whether it had to wait.
-fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
+/// while another thread holds it.
+fn lock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32) -> Taken {
     let me = tid();
     let cas = user_cas_progresses();
     if cas
@@ -182,8 +203,12 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
             .is_ok()
     {
         holder.store(self_id(), Ordering::Relaxed);
-        return false;
+        return Taken {
+            waited: false,
+            handed: None,
+        };
     }
+    let mut handed = None;
     match protocol() {
         Protocol::Pi => loop {
             match sys::futex_lock_pi(word) {
@@ -199,38 +224,68 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
                 }
             }
         },
-        Protocol::Plain => loop {
-            let c = word.load(Ordering::Relaxed);
-            if c == 0 {
-                if word
-                    .compare_exchange(0, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    break;
+        Protocol::Plain => {
+            // Counted from here until the word is ours: a holder that
+            // sees a count hands the word over instead of freeing it,
+            // and a counted thread cannot leave before it took the word
+            // (signals are blocked, nothing here times out).
+            waiters.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let c = word.load(Ordering::Relaxed);
+                if c == 0 {
+                    if word
+                        .compare_exchange(0, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
+                if c & HANDED != 0 {
+                    if word
+                        .compare_exchange(c, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        handed = Some(c & !(HANDED | WAITERS));
+                        break;
+                    }
+                    continue;
+                }
+                if c & WAITERS == 0
+                    && word
+                        .compare_exchange(c, c | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                {
+                    continue;
+                }
+                sys::futex_wait(word, c | WAITERS);
             }
-            if c & WAITERS == 0
-                && word
-                    .compare_exchange(c, c | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            sys::futex_wait(word, c | WAITERS);
-        },
+            waiters.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     // The kernel's compare-and-swap is a full barrier; this one makes the
     // order the fence argument needs (word set before the fence's loads)
     // explicit on the Rust side too.
     fence(Ordering::SeqCst);
     holder.store(self_id(), Ordering::Relaxed);
-    true
+    Taken {
+        waited: true,
+        handed,
+    }
 }
 
 /// Releases an ownership word the caller holds, handing it to a waiter
 /// if there is one.
-fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
+///
+/// A fenced word (`fenced`: the caller's fence succeeded, or the word was
+/// handed to it) is handed over rather than freed when a waiter is
+/// counted, at most [`HANDOVER_MAX`] times in a row (`chain`: the
+/// hand-overs before this one): the word then goes from holder to holder
+/// without ever reading 0, so no section can have loaded it free since
+/// the first holder's fence, and that fence serves every holder of the
+/// chain. One `membarrier` for a queue of remote cpu-ops on a CPU instead
+/// of one each.
+fn unlock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32, hand: Option<u32>) {
     holder.store(0, Ordering::Relaxed);
     let me = tid();
     if user_cas_progresses()
@@ -250,7 +305,14 @@ fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
             }
         }
         Protocol::Plain => {
-            if word.swap(0, Ordering::SeqCst) & WAITERS != 0 {
+            let next = match hand {
+                Some(chain) if chain < HANDOVER_MAX && waiters.load(Ordering::SeqCst) != 0 => {
+                    HANDED | (chain + 1)
+                }
+                _ => 0,
+            };
+            let old = word.swap(next, Ordering::SeqCst);
+            if next != 0 || old & WAITERS != 0 {
                 sys::futex_wake(word, 1);
             }
         }
@@ -263,7 +325,13 @@ fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
 struct Hold<'a> {
     word: &'a AtomicU32,
     holder: &'a AtomicUsize,
+    waiters: &'a AtomicU32,
     mask: KernelSigset,
+    /// How the word was taken.
+    taken: Taken,
+    /// Whether the holder's fence succeeded (a word is handed over only
+    /// fenced).
+    fenced: bool,
 }
 
 /// The signals a hold blocks: every one, or (for a vector that runs on
@@ -284,18 +352,31 @@ impl<'a> Hold<'a> {
         // Before the mask: the first call of a thread fills the tid cache.
         let _ = tid();
         let mask = sys::set_sigmask(block);
-        let hold = Hold { word, holder, mask };
-        if lock(word, holder) {
+        let waiters = slot.waiters(mode);
+        let taken = lock(word, holder, waiters);
+        if taken.waited {
             count(slot, COUNT_WAITS);
             usdt!(cpu_op, wait, target);
         }
-        hold
+        Hold {
+            word,
+            holder,
+            waiters,
+            mask,
+            taken,
+            fenced: false,
+        }
     }
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        unlock(self.word, self.holder);
+        let hand = if self.fenced {
+            Some(self.taken.handed.unwrap_or(0))
+        } else {
+            None
+        };
+        unlock(self.word, self.holder, self.waiters, hand);
         sys::set_sigmask(self.mask);
     }
 }
@@ -360,9 +441,16 @@ fn with_cpu_blocking<R>(
     let mut offline = cpu_fence::Offline::none();
     let mut transitions = 0u32;
     loop {
-        let hold = Hold::acquire(slot, mode, target, block);
-        match cpu_fence::fence(target, mode, &offline) {
+        let mut hold = Hold::acquire(slot, mode, target, block);
+        // A word handed over fenced needs no fence of its own (see
+        // `unlock`): counted as "none needed".
+        let fenced = match hold.taken.handed {
+            Some(_) => Ok(cpu_fence::Fence::None),
+            None => cpu_fence::fence(target, mode, &offline),
+        };
+        match fenced {
             Ok(kind) => {
+                hold.fenced = true;
                 count(slot, COUNT_FENCES + kind as usize);
                 count(slot, COUNT_VECTORS);
                 usdt!(cpu_op, begin, target, mode as u32, kind as u32);
@@ -447,6 +535,8 @@ fn fork_repair() {
                 holder.store(0, Ordering::Relaxed);
                 word.store(0, Ordering::Release);
             }
+            // No thread of the parent waits in the child.
+            slot.waiters(mode).store(0, Ordering::Relaxed);
         }
     }
     cpu_fence::reset_after_fork();
@@ -567,28 +657,54 @@ mod tests {
         let slot = fresh_slot();
         for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
             let (word, holder) = slot.word(mode);
-            lock(word, holder);
+            let waiters = slot.waiters(mode);
+            lock(word, holder, waiters);
             assert_eq!(word.load(Ordering::Relaxed), tid());
             assert_eq!(holder.load(Ordering::Relaxed), self_id());
-            unlock(word, holder);
+            unlock(word, holder, waiters, Some(0));
             assert_eq!(word.load(Ordering::Relaxed), 0);
             assert_eq!(holder.load(Ordering::Relaxed), 0);
             // Released while marked contended: back to free (and a wake
             // with no sleeper is harmless).
-            lock(word, holder);
+            lock(word, holder, waiters);
             word.store(tid() | WAITERS, Ordering::Relaxed);
-            unlock(word, holder);
+            unlock(word, holder, waiters, Some(0));
             assert_eq!(word.load(Ordering::Relaxed), 0);
+            // A counted waiter gets a fenced word handed over (never
+            // free in between), an unfenced one is freed.
+            if protocol() == Protocol::Plain {
+                lock(word, holder, waiters);
+                word.store(tid() | WAITERS, Ordering::Relaxed);
+                waiters.store(1, Ordering::Relaxed);
+                unlock(word, holder, waiters, Some(3));
+                assert_eq!(word.load(Ordering::Relaxed), HANDED | 4);
+                waiters.store(0, Ordering::Relaxed);
+                let t = lock(word, holder, waiters);
+                assert_eq!(t.handed, Some(4));
+                assert_eq!(word.load(Ordering::Relaxed), tid() | WAITERS);
+                waiters.store(1, Ordering::Relaxed);
+                unlock(word, holder, waiters, None);
+                assert_eq!(word.load(Ordering::Relaxed), 0, "unfenced: freed");
+                lock(word, holder, waiters);
+                word.store(tid() | WAITERS, Ordering::Relaxed);
+                unlock(word, holder, waiters, Some(HANDOVER_MAX));
+                assert_eq!(word.load(Ordering::Relaxed), 0, "chain ends: freed");
+                waiters.store(0, Ordering::Relaxed);
+            }
         }
         // The two words of a slot are independent.
         let (cpu, cpu_holder) = slot.word(PercpuMode::CpuId);
         let (cid, cid_holder) = slot.word(PercpuMode::MmCid);
-        lock(cpu, cpu_holder);
+        let (cpu_w, cid_w) = (
+            slot.waiters(PercpuMode::CpuId),
+            slot.waiters(PercpuMode::MmCid),
+        );
+        lock(cpu, cpu_holder, cpu_w);
         assert_eq!(cid.load(Ordering::Relaxed), 0);
-        lock(cid, cid_holder);
-        unlock(cpu, cpu_holder);
+        lock(cid, cid_holder, cid_w);
+        unlock(cpu, cpu_holder, cpu_w, Some(0));
         assert_eq!(cid.load(Ordering::Relaxed), tid());
-        unlock(cid, cid_holder);
+        unlock(cid, cid_holder, cid_w, Some(0));
     }
 
     #[test]
@@ -596,7 +712,8 @@ mod tests {
     fn a_held_word_names_its_owner_and_waiters_use_pi_where_offered() {
         let slot = fresh_slot();
         let (word, holder) = slot.word(PercpuMode::CpuId);
-        lock(word, holder);
+        let waiters = slot.waiters(PercpuMode::CpuId);
+        lock(word, holder, waiters);
         assert_eq!(
             word.load(Ordering::Relaxed) & !WAITERS,
             sys::gettid() as u32
@@ -608,15 +725,15 @@ mod tests {
             // SAFETY: the slot outlives the thread (joined below).
             let slot = unsafe { &*(addr as *const Slot) };
             let (word, holder) = slot.word(PercpuMode::CpuId);
-            let waited = lock(word, holder);
+            let waited = lock(word, holder, slot.waiters(PercpuMode::CpuId)).waited;
             let mine = word.load(Ordering::Relaxed) & !WAITERS == sys::gettid() as u32;
-            unlock(word, holder);
+            unlock(word, holder, slot.waiters(PercpuMode::CpuId), None);
             (waited, mine)
         });
         while word.load(Ordering::Relaxed) & WAITERS == 0 {
             std::thread::yield_now();
         }
-        unlock(word, holder);
+        unlock(word, holder, waiters, None);
         let (waited, mine) = t.join().unwrap();
         assert!(waited && mine);
         assert_eq!(word.load(Ordering::Relaxed), 0);
@@ -648,16 +765,20 @@ mod tests {
                 let s = Arc::clone(&shared);
                 std::thread::spawn(move || {
                     let (word, holder) = s.slot.word(PercpuMode::CpuId);
+                    let waiters = s.slot.waiters(PercpuMode::CpuId);
                     for _ in 0..ITERS {
-                        lock(word, holder);
+                        // Fenced holders: the word goes from holder to
+                        // holder (hand-over) while others wait.
+                        let taken = lock(word, holder, waiters);
                         assert_ne!(word.load(Ordering::Relaxed), 0);
+                        assert_eq!(word.load(Ordering::Relaxed) & HANDED, 0);
                         assert_eq!(holder.load(Ordering::Relaxed), self_id());
                         // SAFETY: the word is held.
                         let v = unsafe { *s.data.get() };
                         std::thread::yield_now();
                         // SAFETY: the word is held.
                         unsafe { *s.data.get() = v + 1 };
-                        unlock(word, holder);
+                        unlock(word, holder, waiters, Some(taken.handed.unwrap_or(0)));
                     }
                 })
             })

@@ -21,6 +21,15 @@
 //!   section aborts and 4.3 s with PI, 4.2 M and 0.65 s without). Hence
 //!   opt-in.
 //!
+//! - A holder that fenced (or was handed a fenced word) and sees a
+//!   waiter counted on the word hands it over instead of freeing it: the
+//!   word goes to [`HANDED`] (non-zero: sections keep aborting) and the
+//!   next holder takes it from there without a fence of its own, since
+//!   no section can have loaded the word free after the first holder's
+//!   fence. At most [`HANDOVER_MAX`] hand-overs in a row, then the word
+//!   is freed to 0 as above, so that the sections of the CPU get their
+//!   gap. One `membarrier` then serves a queue of remote cpu-ops.
+//!
 //! Uncontended, a word is taken and released with one user-space
 //! compare-and-swap each, except on ARMv8.0 CPUs without LSE atomics: there
 //! a compare-and-swap is an LDXR/STXR loop, which never succeeds under
@@ -46,6 +55,15 @@
 //! nothing, but the word may be handed to it by the kernel at any moment,
 //! and a handler must not run from then on. The wait is bounded by the
 //! vectors queued ahead of it, each of which runs without handlers.
+//!
+//! A `cpu_opv()` vector that runs on the caller's memory directly
+//! ([`with_cpu_faults_open`], see [`super::fault`]) leaves SIGSEGV and
+//! SIGBUS unblocked, because a fault must reach the library's handler
+//! (the kernel kills a process whose fault signal is blocked); a SIGSEGV
+//! or SIGBUS *sent* to the thread meanwhile is kept by that handler and
+//! sent again after the hold, so that still no program handler runs
+//! inside it. That vector runs so only while the library's handler is
+//! the current action of both signals (checked before each such hold).
 
 use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 

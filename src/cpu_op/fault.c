@@ -294,16 +294,19 @@ __attribute__((noinline)) int rseq_impl_fault_call(int (*fn)(void *, struct rseq
 	return ret;
 }
 
-/* Write access check that changes nothing: a compare-and-swap of a byte
- * with itself, retried until it succeeds (a real write access: it faults
- * on a read-only or unmapped page; the compiler cannot turn it into a
- * load, as it may an atomic add of 0). */
+/* Write access check that changes nothing: a compare-and-swap of the
+ * aligned 32-bit word holding the byte with itself, retried until it
+ * succeeds (a real write access: it faults on a read-only or unmapped
+ * page; the compiler cannot turn it into a load, as it may an atomic add
+ * of 0; atomic, so a concurrent store to the word is never lost). The
+ * word is within the byte's page; a word, not the byte, because riscv
+ * has no byte compare-and-swap outside libatomic. */
 void rseq_impl_fault_probe_write(uintptr_t addr)
 {
-	volatile uint8_t *p = (volatile uint8_t *)addr;
-	uint8_t v = *p;
+	uint32_t *w = (uint32_t *)(addr & ~(uintptr_t)3);
+	uint32_t v = *(volatile uint32_t *)w;
 
-	while (!__atomic_compare_exchange_n((uint8_t *)addr, &v, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	while (!__atomic_compare_exchange_n(w, &v, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 }
 

@@ -14,12 +14,15 @@
 //! word (with acquire semantics on weakly ordered CPUs) and aborts if it is
 //! set. A cpu-op on CPU `c` ([`engine::with_cpu`]):
 //!
-//! 1. validates everything it can (the whole vector, the target, the
-//!    accessibility of every address) before changing anything;
+//! 1. validates everything it can (the whole vector, the target, and
+//!    for `cpu_opv()` the accessibility of every address a fault could
+//!    leave half done, see [`fault`]) before changing anything;
 //! 2. takes `c`'s word with a sequentially consistent read-modify-write,
 //!    sleeping on a futex while another cpu-op holds it;
 //! 3. fences ([`fence`]): makes sure that no section that loaded the word
-//!    before step 2 can still commit;
+//!    before step 2 can still commit (unless the word was handed over by
+//!    a holder that fenced, with no moment free in between: that fence
+//!    covers this holder too);
 //! 4. runs the operations with plain loads and stores;
 //! 5. releases the word with a release store, waking one sleeper.
 //!

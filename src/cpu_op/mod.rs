@@ -179,8 +179,9 @@ pub unsafe fn opv_from_c(src: *const CpuOp, n: usize, target: i32, flags: i32) -
         } else {
             PercpuMode::CpuId
         };
-        let may_commit =
-            || section_may_commit(target, mode) && engine::target_slot(target, mode).is_ok();
+        // No target check here: a section commits only on the CPU it
+        // runs on (or the mm_cid it holds), which is a valid target.
+        let may_commit = || section_may_commit(target, mode);
         // SAFETY: per the contract.
         match unsafe { fault::one_op_own_cpu(&mut dst[0], src, target, mode, may_commit) } {
             fault::OneOp::Done => {

@@ -177,8 +177,50 @@ pub fn user_cas_progresses() -> bool {
     }
 }
 
-/// Adds one to a slot counter of a slot whose word the caller holds.
-fn count(slot: &Slot, index: usize) {
+/// One exclusive-monitor attempt at a compare-and-swap of `word` from
+/// `old` to `new` (LDAXR, compare, STLXR, no retry loop): whether it
+/// stored. For ARMv8.0 without LSE, where a compare-and-swap loop never
+/// completes under `PTRACE_SINGLESTEP`: an uncontended word is taken and
+/// released without a system call, and a failed attempt (single-stepped,
+/// contended, or a spurious monitor loss) falls back to
+/// `FUTEX_LOCK_PI` / `FUTEX_UNLOCK_PI`, where the kernel makes progress.
+#[cfg(target_arch = "aarch64")]
+fn cas_exclusive_once(word: &AtomicU32, old: u32, new: u32) -> bool {
+    let failed: u32;
+    // SAFETY: `word` is a live, aligned 32-bit atomic; the sequence is an
+    // atomic compare-and-swap of it (or no write at all), like one
+    // iteration of `compare_exchange`.
+    unsafe {
+        core::arch::asm!(
+            "ldaxr {cur:w}, [{p}]",
+            "cmp {cur:w}, {old:w}",
+            "b.ne 2f",
+            "stlxr {f:w}, {new:w}, [{p}]",
+            "b 3f",
+            "2:",
+            "clrex",
+            "mov {f:w}, #1",
+            "3:",
+            p = in(reg) word.as_ptr(),
+            old = in(reg) old,
+            new = in(reg) new,
+            cur = out(reg) _,
+            f = out(reg) failed,
+            options(nostack),
+        );
+    }
+    failed == 0
+}
+
+/// Only aarch64 has CPUs whose compare-and-swap may not progress.
+#[cfg(not(target_arch = "aarch64"))]
+fn cas_exclusive_once(_word: &AtomicU32, _old: u32, _new: u32) -> bool {
+    false
+}
+
+/// Adds one to a slot counter (of a slot whose word the caller holds,
+/// or after a committed own-CPU section).
+pub(crate) fn count(slot: &Slot, index: usize) {
     if user_cas_progresses() {
         slot.count(index);
     } else {
@@ -220,6 +262,16 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32) -> Taken {
             .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     {
+        holder.store(self_id(), Ordering::Relaxed);
+        return Taken {
+            waited: false,
+            handed: None,
+        };
+    }
+    if !cas && cas_exclusive_once(word, 0, me) {
+        // The exclusive pair is acquire/release; the fence argument
+        // needs the word's store ordered before the fence's loads.
+        fence(Ordering::SeqCst);
         holder.store(self_id(), Ordering::Relaxed);
         return Taken {
             waited: false,
@@ -306,11 +358,18 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32) -> Taken {
 fn unlock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32, hand: Option<u32>) {
     holder.store(0, Ordering::Relaxed);
     let me = tid();
-    if user_cas_progresses()
+    let cas = user_cas_progresses();
+    if cas
         && word
             .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     {
+        return;
+    }
+    if !cas && {
+        fence(Ordering::SeqCst);
+        cas_exclusive_once(word, me, 0)
+    } {
         return;
     }
     match protocol() {

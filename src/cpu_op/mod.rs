@@ -349,8 +349,11 @@ fn section_may_commit(target: i32, mode: PercpuMode) -> bool {
 #[inline]
 fn section_was_cpu_op(target: i32, mode: PercpuMode) {
     if let Some(slot) = crate::owner::slot(target) {
-        slot.count(crate::owner::COUNT_VECTORS);
-        slot.count(crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize);
+        engine::count(slot, crate::owner::COUNT_VECTORS);
+        engine::count(
+            slot,
+            crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize,
+        );
     }
     usdt!(
         cpu_op,

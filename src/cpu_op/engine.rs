@@ -21,7 +21,9 @@
 //!   section aborts and 4.3 s with PI, 4.2 M and 0.65 s without). Hence
 //!   opt-in.
 //!
-//! - A holder that fenced (or was handed a fenced word) and sees a
+//! - With `RSEQ_CPU_OP_HANDOVER=1` (read once, at load; off by default,
+//!   see [`HANDOVER_LIMIT`] for the measured cost to rseq sections), a
+//!   holder that fenced (or was handed a fenced word) and sees a
 //!   waiter counted on the word hands it over instead of freeing it: the
 //!   word goes to [`HANDED`] (non-zero: sections keep aborting) and the
 //!   next holder takes it from there without a fence of its own, since
@@ -238,8 +240,28 @@ pub(crate) fn count(slot: &Slot, index: usize) {
 pub const HANDED: u32 = 1 << 29;
 
 /// Most consecutive hand-overs before a holder releases the word to 0,
-/// giving the target's rseq sections a gap to commit in.
+/// giving the target's rseq sections a gap to commit in, when hand-over
+/// is enabled.
 pub const HANDOVER_MAX: u32 = 8;
+
+/// The hand-over limit in force: 0 (off, the default) or
+/// [`HANDOVER_MAX`] with `RSEQ_CPU_OP_HANDOVER=1` in the environment
+/// (read once, at load). Off by default because a word that never reads
+/// 0 starves the target CPU's rseq sections while remote cpu-ops queue:
+/// `cpu_op_concurrency_test`'s counter phase (`RSEQ_NO_INLINE`, library
+/// registration) measured 1.35 M section aborts and 2.28 s without it,
+/// 27.9 M and 4.77 s with it, and an ASan build exceeded the test's
+/// 20 M consecutive-abort limit.
+static HANDOVER_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+fn read_handover_limit() {
+    // SAFETY: a NUL-terminated name; getenv allocates nothing.
+    let env = unsafe { libc::getenv(c"RSEQ_CPU_OP_HANDOVER".as_ptr()) };
+    // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+    if !env.is_null() && unsafe { *env } == b'1' as libc::c_char {
+        HANDOVER_LIMIT.store(HANDOVER_MAX, Ordering::Relaxed);
+    }
+}
 
 /// How a word was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,7 +371,8 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32) -> Taken {
 ///
 /// A fenced word (`fenced`: the caller's fence succeeded, or the word was
 /// handed to it) is handed over rather than freed when a waiter is
-/// counted, at most [`HANDOVER_MAX`] times in a row (`chain`: the
+/// counted and hand-over is enabled (`RSEQ_CPU_OP_HANDOVER=1`, see
+/// [`HANDOVER_LIMIT`]), at most [`HANDOVER_MAX`] times in a row (`chain`: the
 /// hand-overs before this one): the word then goes from holder to holder
 /// without ever reading 0, so no section can have loaded it free since
 /// the first holder's fence, and that fence serves every holder of the
@@ -383,7 +406,10 @@ fn unlock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32, hand: Opt
         }
         Protocol::Plain => {
             let next = match hand {
-                Some(chain) if chain < HANDOVER_MAX && waiters.load(Ordering::SeqCst) != 0 => {
+                Some(chain)
+                    if chain < HANDOVER_LIMIT.load(Ordering::Relaxed)
+                        && waiters.load(Ordering::SeqCst) != 0 =>
+                {
                     HANDED | (chain + 1)
                 }
                 _ => 0,
@@ -686,6 +712,7 @@ pub(crate) fn fork_page() -> usize {
 pub(crate) fn install_fork_handlers(shared: usize) {
     // Decided now, never while a word is held.
     let _ = protocol();
+    read_handover_limit();
     if shared != 0 {
         FORK_PAGE.store(shared as *mut AtomicU32, Ordering::Relaxed);
     } else {
@@ -748,8 +775,11 @@ mod tests {
             unlock(word, holder, waiters, Some(0));
             assert_eq!(word.load(Ordering::Relaxed), 0);
             // A counted waiter gets a fenced word handed over (never
-            // free in between), an unfenced one is freed.
+            // free in between), an unfenced one is freed. (Enabling
+            // hand-over for the process is harmless for other tests: it
+            // is correct either way.)
             if protocol() == Protocol::Plain {
+                HANDOVER_LIMIT.store(HANDOVER_MAX, Ordering::Relaxed);
                 lock(word, holder, waiters);
                 word.store(tid() | WAITERS, Ordering::Relaxed);
                 waiters.store(1, Ordering::Relaxed);

@@ -217,6 +217,9 @@ static int install_one(int sig)
 {
 	struct sigaction mine, before, now;
 
+	/* Zeroed: compared byte by byte below, padding included. */
+	memset(&before, 0, sizeof(before));
+	memset(&now, 0, sizeof(now));
 	if (sigaction(sig, NULL, &before))
 		return -1;
 	memset(&mine, 0, sizeof(mine));

@@ -29,7 +29,8 @@
 //! library from installing anything: every access then goes through the
 //! kernel ([`super::checked`], a system call per access), as on ARMv8.0
 //! without LSE atomics, whose write check needs a compare-and-swap that
-//! single-stepping defeats.
+//! single-stepping defeats, and under valgrind (whose memcheck would
+//! report every recovered fault as an invalid access of the library).
 //!
 //! # What a fault leaves done
 //!
@@ -129,6 +130,19 @@ fn decide() -> bool {
     // SAFETY: a non-NULL getenv result is a NUL-terminated string.
     if !env.is_null() && unsafe { *env } == b'1' as libc::c_char {
         return false;
+    }
+    // Under valgrind (its preloaded core library names it), the direct
+    // path's recovered faults would be reported as invalid accesses of
+    // the library: there every access goes through the kernel, which
+    // memcheck does not flag.
+    // SAFETY: as above.
+    let preload = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
+    if !preload.is_null() {
+        // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+        let value = unsafe { core::ffi::CStr::from_ptr(preload) };
+        if value.to_bytes().windows(9).any(|w| w == b"vgpreload") {
+            return false;
+        }
     }
     // SAFETY: plain queries of the C side's struct sizes.
     let fits = unsafe {

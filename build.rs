@@ -46,6 +46,17 @@ fn main() {
         .extra_warnings(true)
         .compile("rseq_area");
 
+    // Fault recovery for cpu_opv() (src/cpu_op/fault.rs). No
+    // _FORTIFY_SOURCE: its longjmp check rejects a jump from a handler
+    // running on an alternate signal stack.
+    println!("cargo:rerun-if-changed=src/cpu_op/fault.c");
+    cc::Build::new()
+        .file("src/cpu_op/fault.c")
+        .flag_if_supported("-U_FORTIFY_SOURCE")
+        .warnings(true)
+        .extra_warnings(true)
+        .compile("rseq_fault");
+
     // The shared library exists only with the C API (the Makefile builds
     // it with `cargo rustc --crate-type cdylib,staticlib --features capi`).
     if env::var_os("CARGO_FEATURE_CAPI").is_some() {

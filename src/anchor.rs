@@ -76,12 +76,13 @@ const NOTE_TYPE: u32 = 0x5253_4551;
 const NOTE_NAME: &[u8] = b"rseqimpl\0";
 
 /// What must be equal for two copies to share a table: slot size, word
-/// offsets, word protocol version (2: owner tid, FUTEX_WAITERS).
+/// offsets, word protocol version (2: owner tid, FUTEX_WAITERS; 3: and
+/// the fenced hand-over to a counted waiter, `cpu_op::engine`).
 pub fn layout() -> u64 {
     (crate::owner::SLOT_SIZE as u64)
         | (crate::owner::CPU_ID_WORD as u64) << 16
         | (crate::owner::MM_CID_WORD as u64) << 24
-        | 2 << 40
+        | 3 << 40
 }
 
 extern "C" {

@@ -78,7 +78,11 @@ pub struct Slot {
     /// that word is owned forever (`shut_out_mm_cid`); sections never
     /// read it.
     mm_cid_stand_in: AtomicU32,
-    _pad: [u8; SLOT_SIZE - 28 - 8 * SLOT_COUNTERS],
+    /// Threads waiting for `cpu_id` and for `mm_cid` (or its stand-in):
+    /// a holder hands a fenced word over only when one is counted (see
+    /// `cpu_op::engine`).
+    waiters: [AtomicU32; 2],
+    _pad: [u8; SLOT_SIZE - 36 - 8 * SLOT_COUNTERS],
 }
 
 impl Slot {
@@ -107,6 +111,12 @@ impl Slot {
             }
             PercpuMode::MmCid => (&self.mm_cid, &self.mm_cid_holder),
         }
+    }
+
+    /// The count of threads waiting for the word of a percpu mode.
+    #[inline]
+    pub fn waiters(&self, mode: PercpuMode) -> &AtomicU32 {
+        &self.waiters[mode as usize & 1]
     }
 
     /// Adds one to a counter.

@@ -409,6 +409,17 @@ def targets(res):
     if other and mb:
         out[-1] = (out[-1][0], out[-1][1] + "; %s vs %s ns" % (fmt_ns(other.median), fmt_ns(mb.median)),
                    out[-1][2])
+    # Remote cpu-ops with a thread running on the target: wall ns per
+    # operation over all callers (issue 14: 2+ callers at least 2x the
+    # throughput before it; the before figure comes from another build,
+    # so the row is informational here).
+    busy1 = res.find("cpu_op_addv.other_cpu_busy", "inline", 1, "cpu_id")
+    for k in (2, 4):
+        busyk = res.find("cpu_op_addv.other_cpu_busy", "inline", k, "cpu_id")
+        if busy1 and busyk:
+            add("remote cpu-op, %d callers, a thread on the target: ns per op (1 caller: %s)" % (k, fmt_ns(busy1.median)),
+                "%s ns, %.2fx the throughput of one caller" % (fmt_ns(busyk.median), busy1.median / busyk.median),
+                "info")
     # Automatic registration: library-owned registration rows. The binary
     # alternates empty and rseq-op thread runs and reports the per-run
     # difference (added_by_rseq_op); the difference of the medians is the

@@ -90,6 +90,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1720,6 +1721,98 @@ static void run_cpu_op(const char *name, int target)
 	run_cpu_op_loop(name, target, loop_cpu_op_addv);
 }
 
+/* Remote cpu-op throughput with concurrent callers (issue 14): a thread
+ * runs on the target CPU (so every fence interrupts it), and K callers on
+ * other CPUs issue cpu_op_addv() to the target; the row's value is
+ * wall-clock ns per operation over all callers (lower is more
+ * throughput), median of the runs. */
+static atomic_int busy_stop, busy_go, busy_ready;
+static long busy_iters;
+
+static void *busy_spinner(void *arg)
+{
+	pin_to((int)(intptr_t)arg);
+	atomic_fetch_add(&busy_ready, 1);
+	while (!atomic_load_explicit(&busy_stop, memory_order_relaxed))
+		;
+	return NULL;
+}
+
+/* Caller k runs on the k-th allowed CPU other than the target (all on
+ * the first when only two are allowed). */
+static void *busy_caller(void *arg)
+{
+	int cpu = cpuop_target;
+	intptr_t *v = &slots[cpu].v;
+	int k = (int)(intptr_t)arg;
+
+	int j = nr_allowed > 2 ? k % (nr_allowed - 1) : 0;
+
+	pin_to(allowed[j == 0 ? 0 : j + 1]);
+	atomic_fetch_add(&busy_ready, 1);
+	while (!atomic_load(&busy_go))
+		;
+	for (long i = 0; i < busy_iters; i++)
+		if (cpu_op_addv(v, 1, cpu) != 0)
+			__atomic_fetch_add(&tstats[0].bad, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void run_cpu_op_busy(int callers)
+{
+	pthread_t spin, th[8];
+	double *v = calloc((size_t)opt_runs, sizeof(*v));
+	long long total = 0;
+	struct result r = { 0 };
+
+	struct cpu_op_counters c0, c1;
+	char what[128];
+
+	if (!v)
+		die("out of memory");
+	reset_tstats();
+	cpu_op_get_counters(&c0, sizeof(c0));
+	cpuop_target = allowed[1];
+	slots[allowed[1]].v = 0;
+	atomic_store(&busy_stop, 0);
+	atomic_store(&busy_ready, 0);
+	pthread_create(&spin, NULL, busy_spinner, (void *)(intptr_t)allowed[1]);
+	while (atomic_load(&busy_ready) < 1)
+		;
+	/* One remote cpu-op costs microseconds here: size the runs from the
+	 * target time at 2 us per operation. */
+	busy_iters = (long)(opt_target_ms * 1e6 / 2000.0 / callers);
+	if (busy_iters < 100)
+		busy_iters = 100;
+	for (int run = 0; run < opt_runs; run++) {
+		atomic_store(&busy_go, 0);
+		atomic_store(&busy_ready, 1);
+		for (int k = 0; k < callers; k++)
+			pthread_create(&th[k], NULL, busy_caller, (void *)(intptr_t)k);
+		while (atomic_load(&busy_ready) < 1 + callers)
+			;
+		uint64_t t0 = now_ns();
+
+		atomic_store(&busy_go, 1);
+		for (int k = 0; k < callers; k++)
+			pthread_join(th[k], NULL);
+		v[run] = (double)(now_ns() - t0) / (double)(busy_iters * callers);
+		total += (long long)busy_iters * callers;
+	}
+	atomic_store(&busy_stop, 1);
+	pthread_join(spin, NULL);
+	summarize(v, opt_runs, &r);
+	r.iters = busy_iters;
+	emit("cpu_op_addv.other_cpu_busy", VARIANT, callers, "cpu_id", &r);
+	cpu_op_get_counters(&c1, sizeof(c1));
+	snprintf(what, sizeof(what), "cpu_op_addv.other_cpu_busy (%d callers, target CPU %d)", callers, allowed[1]);
+	print_counter_delta(what, &c0, &c1);
+	check(!sum_tstat(offsetof(struct tstat, bad)) && slots[allowed[1]].v == total,
+	      "cpu_op_addv.other_cpu_busy: %ld failed calls, slot %ld != %lld", sum_tstat(offsetof(struct tstat, bad)),
+	      (long)slots[allowed[1]].v, total);
+	free(v);
+}
+
 static void group_cpuop(void)
 {
 	pin_to(allowed[0]);
@@ -1727,6 +1820,9 @@ static void group_cpuop(void)
 	run_cpu_op_loop("cpu_op_addv.cpu_opv_own_cpu", allowed[0], loop_cpu_opv);
 	if (nr_allowed > 1) {
 		run_cpu_op("cpu_op_addv.other_cpu", allowed[1]);
+		run_cpu_op_busy(1);
+		run_cpu_op_busy(2);
+		run_cpu_op_busy(4);
 		if (want_baselines()) {
 			long ret;
 

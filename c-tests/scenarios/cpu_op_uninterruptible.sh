@@ -13,6 +13,7 @@
 #               truthful (scenario 9), affinity restored
 #   5 unmap     cpu_opv on memory unmapped/protected concurrently
 #   6 sandbox   probes refused by seccomp: EFAULT or the refusal's errno
+#               (unmap and sandbox run again with RSEQ_CPU_OPV_KERNEL_COPY=1)
 #   7 fork      program atfork handlers registered before the dlopen
 #   8 copies    librseq.a in the executable + librseq.so dlopen'ed
 #               (with and without -rdynamic)
@@ -29,6 +30,14 @@ if build robust robust; then
 	for s in longjmp rseqloop exit nomalloc unmap sandbox; do
 		run_both "$s" "$WORK/robust" "$s"
 	done
+	# The same vectors with every access through the kernel (the path
+	# of ARMv8.0 without LSE, and of RSEQ_CPU_OPV_KERNEL_COPY=1).
+	RSEQ_CPU_OPV_KERNEL_COPY=1
+	export RSEQ_CPU_OPV_KERNEL_COPY
+	for s in unmap sandbox; do
+		run_both "$s kernel-copy" "$WORK/robust" "$s"
+	done
+	unset RSEQ_CPU_OPV_KERNEL_COPY
 fi
 
 if build fifo_holder fifo_holder; then

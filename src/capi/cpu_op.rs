@@ -66,24 +66,15 @@ pub unsafe extern "C-unwind" fn cpu_opv(
         if cpuopcnt < 0 || cpuopcnt as usize > CPU_OP_VEC_LEN_MAX {
             return fail(libc::EINVAL);
         }
-        let n = cpuopcnt as usize;
-        // Work on a copy (the caller may change its vector meanwhile),
-        // made by the kernel: a bad vector pointer gives EFAULT.
-        let mut ops = [CpuOp::default(); CPU_OP_VEC_LEN_MAX];
-        if n > 0 {
-            if let Err(Errno(e)) = cpu_op::checked::kernel_copy_available() {
-                return fail(e);
-            }
-            let len = n * core::mem::size_of::<CpuOp>();
-            match crate::sys::copy_checked(ops.as_mut_ptr() as usize, cpuopv as usize, len, false) {
-                Ok(got) if got == len => {}
-                Ok(_) => return fail(libc::EFAULT),
-                Err(Errno(e)) => return fail(e),
-            }
-        }
-        // SAFETY: the C contract of cpu_opv() is the contract of opv():
-        // the caller vouches for the addresses of its vector.
-        code(unsafe { cpu_op::opv(&ops[..n], cpu, flags) }.map(|i| i as c_int))
+        // Works on a copy (the caller may change its vector meanwhile);
+        // a bad vector pointer gives EFAULT.
+        // SAFETY: the C contract of cpu_opv() is the contract of
+        // opv_from_c(): the caller vouches for the addresses of its
+        // vector, whose pointer is checked.
+        code(
+            unsafe { cpu_op::opv_from_c(cpuopv, cpuopcnt as usize, cpu, flags) }
+                .map(|i| i as c_int),
+        )
     })
 }
 
@@ -241,7 +232,7 @@ pub unsafe extern "C-unwind" fn cpu_op_add_mode(
 ) -> c_int {
     // SAFETY: forwarded contract.
     with_mode(mode, |m| unsafe {
-        cpu_op::add(v.cast(), count, len, false, cpu, m)
+        cpu_op::add_own_cpu_first(v.cast(), count, len, cpu, m)
     })
 }
 
@@ -335,7 +326,7 @@ pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_storev_mode(
 ) -> c_int {
     // SAFETY: forwarded contract.
     with_mode(mode, |m| unsafe {
-        cpu_op::cmpeqv_storev(v, expect, newv, cpu, m)
+        cpu_op::cmpeqv_storev_own_cpu_first(v, expect, newv, cpu, m)
     })
 }
 
@@ -373,7 +364,7 @@ pub unsafe extern "C-unwind" fn cpu_op_cmpnev_storeoffp_load_mode(
 ) -> c_int {
     // SAFETY: forwarded contract.
     with_mode(mode, |m| unsafe {
-        cpu_op::cmpnev_storeoffp_load(v, expectnot, voffp as isize, load, cpu, m)
+        cpu_op::cmpnev_storeoffp_load_own_cpu_first(v, expectnot, voffp as isize, load, cpu, m)
     })
 }
 
@@ -502,7 +493,7 @@ pub unsafe extern "C-unwind" fn cpu_op_cmpeqv_cmpeqv_storev_mode(
 ) -> c_int {
     // SAFETY: forwarded contract.
     with_mode(mode, |m| unsafe {
-        cpu_op::cmpeqv_cmpeqv_storev(v, expect, v2, expect2, newv, cpu, m)
+        cpu_op::cmpeqv_cmpeqv_storev_own_cpu_first(v, expect, v2, expect2, newv, cpu, m)
     })
 }
 

@@ -6,12 +6,15 @@
 //! EFAULT (EAGAIN with `expect_fault`) instead of SIGSEGV or SIGBUS, with
 //! the ownership word released like on any other return.
 //!
-//! Why not a SIGSEGV handler with a thread-local recovery point: signal
-//! dispositions are process-wide, so the library would have to own the
-//! program's SIGSEGV and SIGBUS handlers (or chain to them, and lose the
-//! recovery whenever the program installs its own later), and a fault
-//! with those signals blocked kills the process. The kernel copies cost a
-//! system call per operation instead (two for an arithmetic operation),
+//! This is the fallback path of [`super::opv`]: the default runs the
+//! vector on the caller's memory directly and recovers from faults with
+//! the library's SIGSEGV/SIGBUS handler ([`super::fault`], no system call
+//! per access). This path is taken on ARMv8.0 without LSE atomics (the
+//! direct path's write check is a compare-and-swap), with
+//! `RSEQ_CPU_OPV_KERNEL_COPY=1`, when the handler cannot be installed,
+//! and for a vector that must hold a word while a program's handler has
+//! replaced the library's (see [`super::fault::handler_current`]). It
+//! costs a system call per operation (two for an arithmetic operation),
 //! and nothing at all per page.
 //!
 //! # What a fault can leave done

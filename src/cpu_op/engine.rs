@@ -21,6 +21,17 @@
 //!   section aborts and 4.3 s with PI, 4.2 M and 0.65 s without). Hence
 //!   opt-in.
 //!
+//! - With `RSEQ_CPU_OP_HANDOVER=1` (read once, at load; off by default,
+//!   see [`HANDOVER_LIMIT`] for the measured cost to rseq sections), a
+//!   holder that fenced (or was handed a fenced word) and sees a
+//!   waiter counted on the word hands it over instead of freeing it: the
+//!   word goes to [`HANDED`] (non-zero: sections keep aborting) and the
+//!   next holder takes it from there without a fence of its own, since
+//!   no section can have loaded the word free after the first holder's
+//!   fence. At most [`HANDOVER_MAX`] hand-overs in a row, then the word
+//!   is freed to 0 as above, so that the sections of the CPU get their
+//!   gap. One `membarrier` then serves a queue of remote cpu-ops.
+//!
 //! Uncontended, a word is taken and released with one user-space
 //! compare-and-swap each, except on ARMv8.0 CPUs without LSE atomics: there
 //! a compare-and-swap is an LDXR/STXR loop, which never succeeds under
@@ -46,6 +57,15 @@
 //! nothing, but the word may be handed to it by the kernel at any moment,
 //! and a handler must not run from then on. The wait is bounded by the
 //! vectors queued ahead of it, each of which runs without handlers.
+//!
+//! A `cpu_opv()` vector that runs on the caller's memory directly
+//! ([`with_cpu_faults_open`], see [`super::fault`]) leaves SIGSEGV and
+//! SIGBUS unblocked, because a fault must reach the library's handler
+//! (the kernel kills a process whose fault signal is blocked); a SIGSEGV
+//! or SIGBUS *sent* to the thread meanwhile is kept by that handler and
+//! sent again after the hold, so that still no program handler runs
+//! inside it. That vector runs so only while the library's handler is
+//! the current action of both signals (checked before each such hold).
 
 use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -159,8 +179,50 @@ pub fn user_cas_progresses() -> bool {
     }
 }
 
-/// Adds one to a slot counter of a slot whose word the caller holds.
-fn count(slot: &Slot, index: usize) {
+/// One exclusive-monitor attempt at a compare-and-swap of `word` from
+/// `old` to `new` (LDAXR, compare, STLXR, no retry loop): whether it
+/// stored. For ARMv8.0 without LSE, where a compare-and-swap loop never
+/// completes under `PTRACE_SINGLESTEP`: an uncontended word is taken and
+/// released without a system call, and a failed attempt (single-stepped,
+/// contended, or a spurious monitor loss) falls back to
+/// `FUTEX_LOCK_PI` / `FUTEX_UNLOCK_PI`, where the kernel makes progress.
+#[cfg(target_arch = "aarch64")]
+fn cas_exclusive_once(word: &AtomicU32, old: u32, new: u32) -> bool {
+    let failed: u32;
+    // SAFETY: `word` is a live, aligned 32-bit atomic; the sequence is an
+    // atomic compare-and-swap of it (or no write at all), like one
+    // iteration of `compare_exchange`.
+    unsafe {
+        core::arch::asm!(
+            "ldaxr {cur:w}, [{p}]",
+            "cmp {cur:w}, {old:w}",
+            "b.ne 2f",
+            "stlxr {f:w}, {new:w}, [{p}]",
+            "b 3f",
+            "2:",
+            "clrex",
+            "mov {f:w}, #1",
+            "3:",
+            p = in(reg) word.as_ptr(),
+            old = in(reg) old,
+            new = in(reg) new,
+            cur = out(reg) _,
+            f = out(reg) failed,
+            options(nostack),
+        );
+    }
+    failed == 0
+}
+
+/// Only aarch64 has CPUs whose compare-and-swap may not progress.
+#[cfg(not(target_arch = "aarch64"))]
+fn cas_exclusive_once(_word: &AtomicU32, _old: u32, _new: u32) -> bool {
+    false
+}
+
+/// Adds one to a slot counter (of a slot whose word the caller holds,
+/// or after a committed own-CPU section).
+pub(crate) fn count(slot: &Slot, index: usize) {
     if user_cas_progresses() {
         slot.count(index);
     } else {
@@ -171,9 +233,50 @@ fn count(slot: &Slot, index: usize) {
     }
 }
 
+/// Bit of a word handed over by its holder to a waiter, fenced (see
+/// [`unlock`]): above every tid (`PID_MAX_LIMIT` is 2^22) and below the
+/// futex flag bits. The low bits count the hand-overs since the word was
+/// last free.
+pub const HANDED: u32 = 1 << 29;
+
+/// Most consecutive hand-overs before a holder releases the word to 0,
+/// giving the target's rseq sections a gap to commit in, when hand-over
+/// is enabled.
+pub const HANDOVER_MAX: u32 = 8;
+
+/// The hand-over limit in force: 0 (off, the default) or
+/// [`HANDOVER_MAX`] with `RSEQ_CPU_OP_HANDOVER=1` in the environment
+/// (read once, at load). Off by default because a word that never reads
+/// 0 starves the target CPU's rseq sections while remote cpu-ops queue:
+/// `cpu_op_concurrency_test`'s counter phase (`RSEQ_NO_INLINE`, library
+/// registration) measured 1.35 M section aborts and 2.28 s without it,
+/// 27.9 M and 4.77 s with it, and an ASan build exceeded the test's
+/// 20 M consecutive-abort limit.
+static HANDOVER_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+fn read_handover_limit() {
+    // SAFETY: a NUL-terminated name; getenv allocates nothing.
+    let env = unsafe { libc::getenv(c"RSEQ_CPU_OP_HANDOVER".as_ptr()) };
+    // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+    if !env.is_null() && unsafe { *env } == b'1' as libc::c_char {
+        HANDOVER_LIMIT.store(HANDOVER_MAX, Ordering::Relaxed);
+    }
+}
+
+/// How a word was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The caller slept for it.
+    pub waited: bool,
+    /// Handed over fenced by the previous holder, after that many
+    /// consecutive hand-overs (the caller needs no fence); `None`: taken
+    /// free, the caller must fence.
+    pub handed: Option<u32>,
+}
+
 /// Takes an ownership word (signals blocked by the caller), sleeping
-/// while another thread holds it. Returns whether it had to wait.
-fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
+/// while another thread holds it.
+fn lock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32) -> Taken {
     let me = tid();
     let cas = user_cas_progresses();
     if cas
@@ -182,8 +285,22 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
             .is_ok()
     {
         holder.store(self_id(), Ordering::Relaxed);
-        return false;
+        return Taken {
+            waited: false,
+            handed: None,
+        };
     }
+    if !cas && cas_exclusive_once(word, 0, me) {
+        // The exclusive pair is acquire/release; the fence argument
+        // needs the word's store ordered before the fence's loads.
+        fence(Ordering::SeqCst);
+        holder.store(self_id(), Ordering::Relaxed);
+        return Taken {
+            waited: false,
+            handed: None,
+        };
+    }
+    let mut handed = None;
     match protocol() {
         Protocol::Pi => loop {
             match sys::futex_lock_pi(word) {
@@ -199,45 +316,83 @@ fn lock(word: &AtomicU32, holder: &AtomicUsize) -> bool {
                 }
             }
         },
-        Protocol::Plain => loop {
-            let c = word.load(Ordering::Relaxed);
-            if c == 0 {
-                if word
-                    .compare_exchange(0, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    break;
+        Protocol::Plain => {
+            // Counted from here until the word is ours: a holder that
+            // sees a count hands the word over instead of freeing it,
+            // and a counted thread cannot leave before it took the word
+            // (signals are blocked, nothing here times out).
+            waiters.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let c = word.load(Ordering::Relaxed);
+                if c == 0 {
+                    if word
+                        .compare_exchange(0, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
+                if c & HANDED != 0 {
+                    if word
+                        .compare_exchange(c, me | WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        handed = Some(c & !(HANDED | WAITERS));
+                        break;
+                    }
+                    continue;
+                }
+                if c & WAITERS == 0
+                    && word
+                        .compare_exchange(c, c | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                {
+                    continue;
+                }
+                sys::futex_wait(word, c | WAITERS);
             }
-            if c & WAITERS == 0
-                && word
-                    .compare_exchange(c, c | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            sys::futex_wait(word, c | WAITERS);
-        },
+            waiters.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     // The kernel's compare-and-swap is a full barrier; this one makes the
     // order the fence argument needs (word set before the fence's loads)
     // explicit on the Rust side too.
     fence(Ordering::SeqCst);
     holder.store(self_id(), Ordering::Relaxed);
-    true
+    Taken {
+        waited: true,
+        handed,
+    }
 }
 
 /// Releases an ownership word the caller holds, handing it to a waiter
 /// if there is one.
-fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
+///
+/// A fenced word (`fenced`: the caller's fence succeeded, or the word was
+/// handed to it) is handed over rather than freed when a waiter is
+/// counted and hand-over is enabled (`RSEQ_CPU_OP_HANDOVER=1`, see
+/// [`HANDOVER_LIMIT`]), at most [`HANDOVER_MAX`] times in a row (`chain`: the
+/// hand-overs before this one): the word then goes from holder to holder
+/// without ever reading 0, so no section can have loaded it free since
+/// the first holder's fence, and that fence serves every holder of the
+/// chain. One `membarrier` for a queue of remote cpu-ops on a CPU instead
+/// of one each.
+fn unlock(word: &AtomicU32, holder: &AtomicUsize, waiters: &AtomicU32, hand: Option<u32>) {
     holder.store(0, Ordering::Relaxed);
     let me = tid();
-    if user_cas_progresses()
+    let cas = user_cas_progresses();
+    if cas
         && word
             .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     {
+        return;
+    }
+    if !cas && {
+        fence(Ordering::SeqCst);
+        cas_exclusive_once(word, me, 0)
+    } {
         return;
     }
     match protocol() {
@@ -250,7 +405,17 @@ fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
             }
         }
         Protocol::Plain => {
-            if word.swap(0, Ordering::SeqCst) & WAITERS != 0 {
+            let next = match hand {
+                Some(chain)
+                    if chain < HANDOVER_LIMIT.load(Ordering::Relaxed)
+                        && waiters.load(Ordering::SeqCst) != 0 =>
+                {
+                    HANDED | (chain + 1)
+                }
+                _ => 0,
+            };
+            let old = word.swap(next, Ordering::SeqCst);
+            if next != 0 || old & WAITERS != 0 {
                 sys::futex_wake(word, 1);
             }
         }
@@ -263,28 +428,58 @@ fn unlock(word: &AtomicU32, holder: &AtomicUsize) {
 struct Hold<'a> {
     word: &'a AtomicU32,
     holder: &'a AtomicUsize,
+    waiters: &'a AtomicU32,
     mask: KernelSigset,
+    /// How the word was taken.
+    taken: Taken,
+    /// Whether the holder's fence succeeded (a word is handed over only
+    /// fenced).
+    fenced: bool,
+}
+
+/// The signals a hold blocks: every one, or (for a vector that runs on
+/// the caller's memory directly, see [`super::fault`]) every one but
+/// SIGSEGV and SIGBUS, which a fault must be able to raise.
+fn hold_mask(faults_open: bool) -> KernelSigset {
+    if faults_open {
+        !((1 << (libc::SIGSEGV - 1)) | (1 << (libc::SIGBUS - 1)))
+    } else {
+        !0
+    }
 }
 
 impl<'a> Hold<'a> {
-    fn acquire(slot: &'a Slot, mode: PercpuMode, target: i32) -> Hold<'a> {
+    fn acquire(slot: &'a Slot, mode: PercpuMode, target: i32, block: KernelSigset) -> Hold<'a> {
         let (word, holder) = slot.word(mode);
         check_fork();
         // Before the mask: the first call of a thread fills the tid cache.
         let _ = tid();
-        let mask = sys::set_sigmask(!0);
-        let hold = Hold { word, holder, mask };
-        if lock(word, holder) {
+        let mask = sys::set_sigmask(block);
+        let waiters = slot.waiters(mode);
+        let taken = lock(word, holder, waiters);
+        if taken.waited {
             count(slot, COUNT_WAITS);
             usdt!(cpu_op, wait, target);
         }
-        hold
+        Hold {
+            word,
+            holder,
+            waiters,
+            mask,
+            taken,
+            fenced: false,
+        }
     }
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        unlock(self.word, self.holder);
+        let hand = if self.fenced {
+            Some(self.taken.handed.unwrap_or(0))
+        } else {
+            None
+        };
+        unlock(self.word, self.holder, self.waiters, hand);
         sys::set_sigmask(self.mask);
     }
 }
@@ -316,6 +511,32 @@ pub fn target_slot(target: i32, mode: PercpuMode) -> Result<&'static Slot, Errno
 /// thread already holds the target (the only way to nest: signal
 /// handlers cannot run inside).
 pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Result<R, Errno> {
+    with_cpu_blocking(target, mode, false, f)
+}
+
+/// [`with_cpu`] for a vector that accesses the caller's memory directly
+/// under [`super::fault::call`]: SIGSEGV and SIGBUS stay open during the
+/// hold (a fault must reach the library's handler), and a SIGSEGV or
+/// SIGBUS sent meanwhile is kept and sent again after the hold
+/// ([`super::fault::DeferGuard`]), so that still no handler of the
+/// program runs inside the hold.
+pub fn with_cpu_faults_open<R>(
+    target: i32,
+    mode: PercpuMode,
+    f: impl FnOnce() -> R,
+) -> Result<R, Errno> {
+    let mut defer = super::fault::Defer::new();
+    let _kept = super::fault::DeferGuard::new(&mut defer);
+    with_cpu_blocking(target, mode, true, f)
+}
+
+fn with_cpu_blocking<R>(
+    target: i32,
+    mode: PercpuMode,
+    faults_open: bool,
+    f: impl FnOnce() -> R,
+) -> Result<R, Errno> {
+    let block = hold_mask(faults_open);
     let slot = target_slot(target, mode)?;
     if slot.word(mode).1.load(Ordering::Relaxed) == self_id() {
         return Err(Errno(libc::EDEADLK));
@@ -323,9 +544,16 @@ pub fn with_cpu<R>(target: i32, mode: PercpuMode, f: impl FnOnce() -> R) -> Resu
     let mut offline = cpu_fence::Offline::none();
     let mut transitions = 0u32;
     loop {
-        let hold = Hold::acquire(slot, mode, target);
-        match cpu_fence::fence(target, mode, &offline) {
+        let mut hold = Hold::acquire(slot, mode, target, block);
+        // A word handed over fenced needs no fence of its own (see
+        // `unlock`): counted as "none needed".
+        let fenced = match hold.taken.handed {
+            Some(_) => Ok(cpu_fence::Fence::None),
+            None => cpu_fence::fence(target, mode, &offline),
+        };
+        match fenced {
             Ok(kind) => {
+                hold.fenced = true;
                 count(slot, COUNT_FENCES + kind as usize);
                 count(slot, COUNT_VECTORS);
                 usdt!(cpu_op, begin, target, mode as u32, kind as u32);
@@ -410,6 +638,8 @@ fn fork_repair() {
                 holder.store(0, Ordering::Relaxed);
                 word.store(0, Ordering::Release);
             }
+            // No thread of the parent waits in the child.
+            slot.waiters(mode).store(0, Ordering::Relaxed);
         }
     }
     cpu_fence::reset_after_fork();
@@ -482,6 +712,7 @@ pub(crate) fn fork_page() -> usize {
 pub(crate) fn install_fork_handlers(shared: usize) {
     // Decided now, never while a word is held.
     let _ = protocol();
+    read_handover_limit();
     if shared != 0 {
         FORK_PAGE.store(shared as *mut AtomicU32, Ordering::Relaxed);
     } else {
@@ -530,28 +761,57 @@ mod tests {
         let slot = fresh_slot();
         for mode in [PercpuMode::CpuId, PercpuMode::MmCid] {
             let (word, holder) = slot.word(mode);
-            lock(word, holder);
+            let waiters = slot.waiters(mode);
+            lock(word, holder, waiters);
             assert_eq!(word.load(Ordering::Relaxed), tid());
             assert_eq!(holder.load(Ordering::Relaxed), self_id());
-            unlock(word, holder);
+            unlock(word, holder, waiters, Some(0));
             assert_eq!(word.load(Ordering::Relaxed), 0);
             assert_eq!(holder.load(Ordering::Relaxed), 0);
             // Released while marked contended: back to free (and a wake
             // with no sleeper is harmless).
-            lock(word, holder);
+            lock(word, holder, waiters);
             word.store(tid() | WAITERS, Ordering::Relaxed);
-            unlock(word, holder);
+            unlock(word, holder, waiters, Some(0));
             assert_eq!(word.load(Ordering::Relaxed), 0);
+            // A counted waiter gets a fenced word handed over (never
+            // free in between), an unfenced one is freed. (Enabling
+            // hand-over for the process is harmless for other tests: it
+            // is correct either way.)
+            if protocol() == Protocol::Plain {
+                HANDOVER_LIMIT.store(HANDOVER_MAX, Ordering::Relaxed);
+                lock(word, holder, waiters);
+                word.store(tid() | WAITERS, Ordering::Relaxed);
+                waiters.store(1, Ordering::Relaxed);
+                unlock(word, holder, waiters, Some(3));
+                assert_eq!(word.load(Ordering::Relaxed), HANDED | 4);
+                waiters.store(0, Ordering::Relaxed);
+                let t = lock(word, holder, waiters);
+                assert_eq!(t.handed, Some(4));
+                assert_eq!(word.load(Ordering::Relaxed), tid() | WAITERS);
+                waiters.store(1, Ordering::Relaxed);
+                unlock(word, holder, waiters, None);
+                assert_eq!(word.load(Ordering::Relaxed), 0, "unfenced: freed");
+                lock(word, holder, waiters);
+                word.store(tid() | WAITERS, Ordering::Relaxed);
+                unlock(word, holder, waiters, Some(HANDOVER_MAX));
+                assert_eq!(word.load(Ordering::Relaxed), 0, "chain ends: freed");
+                waiters.store(0, Ordering::Relaxed);
+            }
         }
         // The two words of a slot are independent.
         let (cpu, cpu_holder) = slot.word(PercpuMode::CpuId);
         let (cid, cid_holder) = slot.word(PercpuMode::MmCid);
-        lock(cpu, cpu_holder);
+        let (cpu_w, cid_w) = (
+            slot.waiters(PercpuMode::CpuId),
+            slot.waiters(PercpuMode::MmCid),
+        );
+        lock(cpu, cpu_holder, cpu_w);
         assert_eq!(cid.load(Ordering::Relaxed), 0);
-        lock(cid, cid_holder);
-        unlock(cpu, cpu_holder);
+        lock(cid, cid_holder, cid_w);
+        unlock(cpu, cpu_holder, cpu_w, Some(0));
         assert_eq!(cid.load(Ordering::Relaxed), tid());
-        unlock(cid, cid_holder);
+        unlock(cid, cid_holder, cid_w, Some(0));
     }
 
     #[test]
@@ -559,7 +819,8 @@ mod tests {
     fn a_held_word_names_its_owner_and_waiters_use_pi_where_offered() {
         let slot = fresh_slot();
         let (word, holder) = slot.word(PercpuMode::CpuId);
-        lock(word, holder);
+        let waiters = slot.waiters(PercpuMode::CpuId);
+        lock(word, holder, waiters);
         assert_eq!(
             word.load(Ordering::Relaxed) & !WAITERS,
             sys::gettid() as u32
@@ -571,15 +832,15 @@ mod tests {
             // SAFETY: the slot outlives the thread (joined below).
             let slot = unsafe { &*(addr as *const Slot) };
             let (word, holder) = slot.word(PercpuMode::CpuId);
-            let waited = lock(word, holder);
+            let waited = lock(word, holder, slot.waiters(PercpuMode::CpuId)).waited;
             let mine = word.load(Ordering::Relaxed) & !WAITERS == sys::gettid() as u32;
-            unlock(word, holder);
+            unlock(word, holder, slot.waiters(PercpuMode::CpuId), None);
             (waited, mine)
         });
         while word.load(Ordering::Relaxed) & WAITERS == 0 {
             std::thread::yield_now();
         }
-        unlock(word, holder);
+        unlock(word, holder, waiters, None);
         let (waited, mine) = t.join().unwrap();
         assert!(waited && mine);
         assert_eq!(word.load(Ordering::Relaxed), 0);
@@ -611,16 +872,20 @@ mod tests {
                 let s = Arc::clone(&shared);
                 std::thread::spawn(move || {
                     let (word, holder) = s.slot.word(PercpuMode::CpuId);
+                    let waiters = s.slot.waiters(PercpuMode::CpuId);
                     for _ in 0..ITERS {
-                        lock(word, holder);
+                        // Fenced holders: the word goes from holder to
+                        // holder (hand-over) while others wait.
+                        let taken = lock(word, holder, waiters);
                         assert_ne!(word.load(Ordering::Relaxed), 0);
+                        assert_eq!(word.load(Ordering::Relaxed) & HANDED, 0);
                         assert_eq!(holder.load(Ordering::Relaxed), self_id());
                         // SAFETY: the word is held.
                         let v = unsafe { *s.data.get() };
                         std::thread::yield_now();
                         // SAFETY: the word is held.
                         unsafe { *s.data.get() = v + 1 };
-                        unlock(word, holder);
+                        unlock(word, holder, waiters, Some(taken.handed.unwrap_or(0)));
                     }
                 })
             })

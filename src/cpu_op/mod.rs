@@ -14,12 +14,15 @@
 //! word (with acquire semantics on weakly ordered CPUs) and aborts if it is
 //! set. A cpu-op on CPU `c` ([`engine::with_cpu`]):
 //!
-//! 1. validates everything it can (the whole vector, the target, the
-//!    accessibility of every address) before changing anything;
+//! 1. validates everything it can (the whole vector, the target, and
+//!    for `cpu_opv()` the accessibility of every address a fault could
+//!    leave half done, see [`fault`]) before changing anything;
 //! 2. takes `c`'s word with a sequentially consistent read-modify-write,
 //!    sleeping on a futex while another cpu-op holds it;
 //! 3. fences ([`fence`]): makes sure that no section that loaded the word
-//!    before step 2 can still commit;
+//!    before step 2 can still commit (unless the word was handed over by
+//!    a holder that fenced, with no moment free in between: that fence
+//!    covers this holder too);
 //! 4. runs the operations with plain loads and stores;
 //! 5. releases the word with a release store, waking one sleeper.
 //!
@@ -70,6 +73,7 @@
 pub mod access;
 pub mod checked;
 pub(crate) mod engine;
+pub mod fault;
 pub mod fence;
 pub mod vector;
 
@@ -96,11 +100,17 @@ pub(crate) fn fork_page() -> usize {
 /// (1-based) failed and nothing after it ran, `Err` nothing ran.
 pub type Result<T = i32> = core::result::Result<T, Errno>;
 
-/// Runs a vector (`cpu_opv`): validates it, checks the addresses a fault
-/// could leave half done (EFAULT, or EAGAIN where the operation expects a
-/// fault), then runs it on `target` with the cpu-op guarantee, every
-/// access through the kernel ([`checked`]): a bad or concurrently
-/// unmapped address is an error, never a signal.
+/// Runs a vector (`cpu_opv`): validates it, then runs it on `target`
+/// with the cpu-op guarantee; a bad or concurrently unmapped address is
+/// an error (EFAULT, or EAGAIN where the operation expects a fault),
+/// never a signal, and a bad address found before anything ran changes
+/// nothing.
+///
+/// Two ways, decided once ([`fault::available`]): on the caller's memory
+/// directly, a fault recovered by the library's SIGSEGV/SIGBUS handler
+/// ([`fault`], no system call per access; a one-word operation on the
+/// caller's CPU runs as one rseq section, without the word and the
+/// mask); or every access through the kernel ([`checked`]).
 ///
 /// `flags`: 0, or [`CPU_OP_VEC_FLAG_MM_CID`] for an mm_cid target.
 ///
@@ -128,12 +138,74 @@ pub unsafe fn opv(ops: &[CpuOp], target: i32, flags: i32) -> Result<usize> {
     if ops.is_empty() {
         return Ok(0);
     }
-    checked::kernel_copy_available()?;
-    checked::probe_plan(ops, access::check)?;
-    match with_cpu(target, mode, || checked::execute(ops))? {
-        Ok(n) => Ok(n),
-        Err(checked::Stop::Fault(i)) => Err(checked::fault_errno(&ops[i])),
+    let direct = fault::available();
+    if !direct || !fault::handler_current() {
+        checked::kernel_copy_available()?;
+        checked::probe_plan(ops, access::check)?;
+        return match with_cpu(target, mode, || checked::execute(ops))? {
+            Ok(n) => Ok(n),
+            Err(checked::Stop::Fault(i)) => Err(checked::fault_errno(&ops[i])),
+        };
     }
+    match engine::with_cpu_faults_open(target, mode, || fault::call(|rec| fault::run(rec, ops)))? {
+        Ok(n) => Ok(n as usize),
+        Err(addr) => Err(fault::fault_errno(ops, addr)),
+    }
+}
+
+/// `cpu_opv()` from C: copies the caller's vector (`n` operations at
+/// `src`: EFAULT for a bad pointer), then runs it ([`opv`]). A
+/// one-operation vector on the caller's CPU is first tried as one rseq
+/// section, in one recovery point with the copy
+/// ([`fault::one_op_own_cpu`]): no word, no mask, no system call.
+///
+/// # Safety
+/// `src` is the caller's pointer (a bad one gives EFAULT); the contract
+/// of [`opv`] for the vector.
+pub unsafe fn opv_from_c(src: *const CpuOp, n: usize, target: i32, flags: i32) -> Result<usize> {
+    let mut ops = [core::mem::MaybeUninit::<CpuOp>::uninit(); CPU_OP_VEC_LEN_MAX];
+    let n = n.min(CPU_OP_VEC_LEN_MAX);
+    if n == 0 {
+        // SAFETY: an empty vector touches nothing.
+        return unsafe { opv(&[], target, flags) };
+    }
+    let direct = fault::available();
+    // SAFETY: MaybeUninit<CpuOp> has CpuOp's layout; the first `n` are
+    // written by the copies below before they are read.
+    let dst = unsafe { core::slice::from_raw_parts_mut(ops.as_mut_ptr().cast::<CpuOp>(), n) };
+    if direct && n == 1 && flags & !CPU_OP_VEC_FLAG_MM_CID == 0 {
+        let mode = if flags & CPU_OP_VEC_FLAG_MM_CID != 0 {
+            PercpuMode::MmCid
+        } else {
+            PercpuMode::CpuId
+        };
+        // No target check here: a section commits only on the CPU it
+        // runs on (or the mm_cid it holds), which is a valid target.
+        let may_commit = || section_may_commit(target, mode);
+        // SAFETY: per the contract.
+        match unsafe { fault::one_op_own_cpu(&mut dst[0], src, target, mode, may_commit) } {
+            fault::OneOp::Done => {
+                section_was_cpu_op(target, mode);
+                return Ok(0);
+            }
+            fault::OneOp::Copied => {}
+            fault::OneOp::VectorFault => return Err(Errno(libc::EFAULT)),
+            fault::OneOp::WordFault(addr) => return Err(fault::fault_errno(dst, addr)),
+        }
+    } else if direct {
+        // SAFETY: per the contract.
+        unsafe { fault::copy_in(dst, src) }?;
+    } else {
+        checked::kernel_copy_available()?;
+        let len = core::mem::size_of_val(dst);
+        match crate::sys::copy_checked(dst.as_mut_ptr() as usize, src as usize, len, false) {
+            Ok(got) if got == len => {}
+            Ok(_) => return Err(Errno(libc::EFAULT)),
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: per the contract.
+    unsafe { opv(dst, target, flags) }
 }
 
 /// Compares `len` bytes.
@@ -255,23 +327,90 @@ pub unsafe fn addv(v: *mut isize, count: i64, target: i32, mode: PercpuMode) -> 
     })
 }
 
-/// `cpu_op_addv` from C: first one rseq critical section (which checks
-/// the target's ownership word like every section of this library), then,
-/// if it aborted, [`addv`] (the masked cpu-op).
+/// Whether an own-CPU section for `target` is worth trying: the caller
+/// runs on it (or holds that mm_cid) now, or is not registered yet (the
+/// section then aborts, and its abort path registers the thread, so that
+/// the next call takes the section). A section for another CPU would only
+/// abort (and count an rseq abort that no program section caused).
+#[inline]
+fn section_may_commit(target: i32, mode: PercpuMode) -> bool {
+    let raw = crate::cpu::current_cpu_raw();
+    raw < 0
+        || match mode {
+            PercpuMode::CpuId => raw == target,
+            PercpuMode::MmCid => crate::cpu::current_mm_cid() as i32 == target,
+        }
+}
+
+/// Accounts a committed own-CPU section as a vector with an own-CPU
+/// fence, and fires the `cpu_op:begin`/`end` probes for it (after the
+/// commit: a probe cannot sit inside a section), so that tracing sees
+/// every cpu-op once, whichever path ran it.
+#[inline]
+fn section_was_cpu_op(target: i32, mode: PercpuMode) {
+    if let Some(slot) = crate::owner::slot(target) {
+        engine::count(slot, crate::owner::COUNT_VECTORS);
+        engine::count(
+            slot,
+            crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize,
+        );
+    }
+    usdt!(
+        cpu_op,
+        begin,
+        target,
+        mode as u32,
+        fence::Fence::OwnCpu as u32
+    );
+    usdt!(cpu_op, end, target);
+}
+
+/// Runs a named cpu-op helper from C: first one rseq critical section
+/// (`section`, which checks the target's ownership word like every
+/// section of this library) when it may commit, then, if it aborted, the
+/// masked cpu-op (`slow`).
 ///
 /// A committed section on `target` is indistinguishable from the vector:
 /// it ran on `target` (or held mm_cid `target`) without preemption,
 /// signal or migration, so it is atomic with respect to every other
 /// section there (the kernel's guarantee), and it read the ownership word
 /// free, so it is atomic with respect to every cpu-op (the argument of
-/// this module). It holds no word, so nothing can interrupt a hold: the
-/// caller's-CPU case pays neither the signal masking nor the word. It is
-/// counted as a vector with an own-CPU fence, and observed as one: the
-/// `cpu_op:begin` (fence kind 1) and `cpu_op:end` probes fire after the
-/// commit (a probe cannot sit inside a section), so tracing sees every
-/// cpu-op once, whichever path ran it. Any other case (another
-/// CPU, an unregistered thread, a preemption, a held word) aborts the
-/// section and takes the cpu-op path, which validates the target.
+/// this module). A section that fails its compare read the compared word
+/// under the same conditions, so its answer is the vector's. It holds no
+/// word, so nothing can interrupt a hold: the caller's-CPU case pays
+/// neither the signal masking nor the word. Only helpers whose effect is
+/// one commit store (plus, for the list pop, the caller's own output
+/// word) run this way: a section that aborts half way must leave nothing
+/// the vector would not have left. Any other case (another CPU, an
+/// unregistered thread, a preemption, a held word) aborts the section and
+/// takes the cpu-op path, which validates the target.
+#[inline]
+fn own_cpu_first(
+    target: i32,
+    mode: PercpuMode,
+    section: impl FnOnce() -> crate::ops::Result,
+    compare_code: Option<i32>,
+    slow: impl FnOnce() -> Result,
+) -> Result {
+    if section_may_commit(target, mode) {
+        match section() {
+            Ok(()) => {
+                section_was_cpu_op(target, mode);
+                return Ok(0);
+            }
+            Err(crate::ops::Error::Compare) => {
+                if let Some(c) = compare_code {
+                    section_was_cpu_op(target, mode);
+                    return Ok(c);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    slow()
+}
+
+/// `cpu_op_addv` from C: `own_cpu_first`, then [`addv`].
 ///
 /// # Safety
 /// `v` valid.
@@ -281,27 +420,140 @@ pub unsafe fn addv_own_cpu_first(
     target: i32,
     mode: PercpuMode,
 ) -> Result {
-    // SAFETY: per the contract; the section touches only `*v`.
-    let fast = unsafe {
-        crate::ops::load_add_store(crate::ops::Mo::Relaxed, mode, v, count as isize, target)
-    };
-    if fast.is_ok() {
-        if let Some(slot) = crate::owner::slot(target) {
-            slot.count(crate::owner::COUNT_VECTORS);
-            slot.count(crate::owner::COUNT_FENCES + fence::Fence::OwnCpu as usize);
-        }
-        usdt!(
-            cpu_op,
-            begin,
-            target,
-            mode as u32,
-            fence::Fence::OwnCpu as u32
-        );
-        usdt!(cpu_op, end, target);
-        return Ok(0);
+    own_cpu_first(
+        target,
+        mode,
+        // SAFETY: per the contract; the section touches only `*v`.
+        || unsafe {
+            crate::ops::load_add_store(crate::ops::Mo::Relaxed, mode, v, count as isize, target)
+        },
+        None,
+        // SAFETY: per the contract.
+        || unsafe { addv(v, count, target, mode) },
+    )
+}
+
+/// `cpu_op_add` from C: an aligned pointer-sized add runs as
+/// `own_cpu_first` (a `load_add_store` section), every other length as
+/// [`add`].
+///
+/// # Safety
+/// `v` valid for `len` bytes.
+pub unsafe fn add_own_cpu_first(
+    v: *mut u8,
+    count: i64,
+    len: usize,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    if len != core::mem::size_of::<isize>()
+        || !(v as usize).is_multiple_of(core::mem::align_of::<isize>())
+    {
+        // SAFETY: per the contract.
+        return unsafe { add(v, count, len, false, target, mode) };
     }
-    // SAFETY: per the contract.
-    unsafe { addv(v, count, target, mode) }
+    // SAFETY: per the contract: `v` is an aligned, valid word.
+    unsafe { addv_own_cpu_first(v.cast(), count, target, mode) }
+}
+
+/// `cpu_op_cmpeqv_storev` from C: `own_cpu_first` (a
+/// `load_cbne_store` section), then [`cmpeqv_storev`].
+///
+/// # Safety
+/// `v` valid.
+pub unsafe fn cmpeqv_storev_own_cpu_first(
+    v: *mut isize,
+    expect: isize,
+    newv: isize,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    own_cpu_first(
+        target,
+        mode,
+        // SAFETY: per the contract; the section touches only `*v`.
+        || unsafe {
+            crate::ops::load_cbne_store(crate::ops::Mo::Relaxed, mode, v, expect, newv, target)
+        },
+        Some(1),
+        // SAFETY: per the contract.
+        || unsafe { cmpeqv_storev(v, expect, newv, target, mode) },
+    )
+}
+
+/// `cpu_op_cmpnev_storeoffp_load` from C: `own_cpu_first` (the list
+/// pop section: its only store before the commit is `*load`, the
+/// caller's output), then [`cmpnev_storeoffp_load`].
+///
+/// # Safety
+/// As [`cmpnev_storeoffp_load`].
+pub unsafe fn cmpnev_storeoffp_load_own_cpu_first(
+    v: *mut isize,
+    expectnot: isize,
+    voffp: isize,
+    load: *mut isize,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    own_cpu_first(
+        target,
+        mode,
+        // SAFETY: per the contract: the head's node is readable at
+        // `voffp` whenever it is not `expectnot`.
+        || unsafe {
+            crate::ops::load_cbeq_store_add_load_store(
+                crate::ops::Mo::Relaxed,
+                mode,
+                v,
+                expectnot,
+                voffp,
+                load,
+                target,
+            )
+        },
+        Some(1),
+        // SAFETY: per the contract.
+        || unsafe { cmpnev_storeoffp_load(v, expectnot, voffp, load, target, mode) },
+    )
+}
+
+/// `cpu_op_cmpeqv_cmpeqv_storev` from C: `own_cpu_first` (a
+/// `load_cbne_load_cbne_store` section), then
+/// [`cmpeqv_cmpeqv_storev`]. The section does not say which compare
+/// failed (the cpu-op returns 1 or 2), so a failed compare is asked again
+/// through the cpu-op.
+///
+/// # Safety
+/// `v`, `v2` valid.
+pub unsafe fn cmpeqv_cmpeqv_storev_own_cpu_first(
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    expect2: isize,
+    newv: isize,
+    target: i32,
+    mode: PercpuMode,
+) -> Result {
+    own_cpu_first(
+        target,
+        mode,
+        // SAFETY: per the contract; the section stores only `*v`.
+        || unsafe {
+            crate::ops::load_cbne_load_cbne_store(
+                crate::ops::Mo::Relaxed,
+                mode,
+                v,
+                expect,
+                v2,
+                expect2,
+                newv,
+                target,
+            )
+        },
+        None,
+        // SAFETY: per the contract.
+        || unsafe { cmpeqv_cmpeqv_storev(v, expect, v2, expect2, newv, target, mode) },
+    )
 }
 
 /// `cpu_op_cmpeqv_storev`: if `*v == expect`, `*v = newv`. 0 / 1.

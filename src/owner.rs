@@ -95,7 +95,8 @@ impl Slot {
             mm_cid_holder: AtomicUsize::new(0),
             counters: [const { AtomicU64::new(0) }; SLOT_COUNTERS],
             mm_cid_stand_in: AtomicU32::new(0),
-            _pad: [0; SLOT_SIZE - 28 - 8 * SLOT_COUNTERS],
+            waiters: [const { AtomicU32::new(0) }; 2],
+            _pad: [0; SLOT_SIZE - 36 - 8 * SLOT_COUNTERS],
         }
     }
 
